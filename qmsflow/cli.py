@@ -1,0 +1,444 @@
+"""The ``qmsflow`` command line: set up, load the demo, manage users, run and inspect cases, audit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from sqlalchemy import select
+
+from . import bootstrap
+from .config import Settings, ensure_instance, load_settings
+from .engine import cases, history
+from .engine.clock import LOCAL_TZ, Clock, SystemClock, local_date
+from .engine.db import Database
+from .engine.definitions import load_definition
+from .engine.errors import (
+    ConfigurationError,
+    Conflict,
+    DefinitionError,
+    GuardFailed,
+    InvalidTransition,
+    NotFound,
+    NotPermitted,
+    QmsflowError,
+    StaleVersion,
+    ValidationFailed,
+)
+from .engine.models import HistoryEntry, Meta, Unit
+from .engine.permissions import Actor
+from .engine.runtime import Runtime
+from .engine.units import unit_by_code
+from .engine.users import USER_ROLES, create_user, user_by_name
+
+# Exit codes, so scripts can tell refusals apart.
+EXIT_CODES: dict[type[QmsflowError], int] = {
+    NotFound: 4,
+    NotPermitted: 3,
+    StaleVersion: 5,
+    InvalidTransition: 6,
+    GuardFailed: 7,
+    ValidationFailed: 2,
+    Conflict: 8,
+    DefinitionError: 9,
+    ConfigurationError: 10,
+}
+
+
+@dataclass
+class App:
+    """What every command needs, built lazily from settings."""
+
+    settings: Settings
+    clock: Clock
+    _db: Database | None = None
+    _rt: Runtime | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = bootstrap.open_database(self.settings)
+        return self._db
+
+    @property
+    def rt(self) -> Runtime:
+        if self._rt is None:
+            self._rt = bootstrap.build_runtime(self.settings, self.clock)
+        return self._rt
+
+
+def fail(exc: QmsflowError) -> NoReturn:
+    """Print an engine error the way an operator can act on, and exit with its code."""
+    click.echo(f"error: {exc}", err=True)
+    for kind, code in EXIT_CODES.items():
+        if isinstance(exc, kind):
+            sys.exit(code)
+    sys.exit(1)
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """Turn engine errors into messages and exit codes instead of tracebacks."""
+    try:
+        yield
+    except QmsflowError as exc:
+        fail(exc)
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """qmsflow: ISO 9001 quality management lifecycles for Vietnamese public bodies."""
+    with engine_errors():
+        ctx.obj = App(settings=load_settings(), clock=SystemClock())
+
+
+def _app(ctx: click.Context) -> App:
+    app: App = ctx.find_root().obj
+    return app
+
+
+def _initialise(app: App) -> None:
+    app.settings = ensure_instance(app.settings)
+    bootstrap.upgrade(app.db)
+    with app.db.write() as session:
+        meta = session.get(Meta, "calendar_fingerprint")
+        fingerprint = app.rt.calendar.overrides.fingerprint()
+        if meta is None:
+            session.add(Meta(key="calendar_fingerprint", value=fingerprint))
+        elif meta.value != fingerprint:
+            moved = _replan(session, app.rt)
+            meta.value = fingerprint
+            click.echo(f"calendar overrides changed: {len(moved)} pending timers re-planned")
+
+
+@main.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create or upgrade the database schema (safe to run again); generate missing secrets."""
+    app = _app(ctx)
+    with engine_errors():
+        _initialise(app)
+    click.echo(f"database ready: {app.db.engine.url.render_as_string(hide_password=True)}")
+
+
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Initialise and load the demo province (only into an empty database)."""
+    from .demo import build_demo, has_data
+
+    app = _app(ctx)
+    with engine_errors():
+        _initialise(app)
+        with app.db.write() as session:
+            if has_data(session):
+                click.echo("the database already has units; demo not loaded again")
+                return
+            counts = build_demo(session, app.rt, log=lambda m: click.echo(f"  {m}"))
+    click.echo(f"demo loaded: {counts['units']} units, {counts['users']} users, {counts['cases']} cases")
+
+
+# ------------------------------------------------------------------------------------------ users
+
+
+@main.group()
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice([r.value for r in USER_ROLES]))
+@click.option("--unit", "unit_code", help="Official code of the user's unit (required for supervisor, unit_officer).")
+@click.option("--email")
+@click.option("--full-name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read a password (10+ characters) from standard input.")
+@click.pass_context
+def users_create(
+    ctx: click.Context, username: str, role: str, unit_code: str | None, email: str | None, full_name: str, password_stdin: bool
+) -> None:
+    """Create a user with a role, scoped to a unit where the role needs one."""
+    app = _app(ctx)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    with engine_errors(), app.db.write() as session:
+        now = app.clock.now()
+        unit = unit_by_code(session, unit_code, local_date(now)) if unit_code else None
+        user = create_user(
+            session, username=username, role=role, unit=unit, email=email, full_name=full_name, password=password, now=now
+        )
+        click.echo(f"created user {user.username} ({user.role}{', ' + unit.name if unit else ''})")
+
+
+@users.command("list")
+@click.pass_context
+def users_list(ctx: click.Context) -> None:
+    """List users."""
+    from .engine.models import User
+
+    app = _app(ctx)
+    with app.db.read() as session:
+        for user in session.scalars(select(User).order_by(User.username)):
+            unit = user.unit.code if user.unit else "-"
+            click.echo(f"{user.username:<16} {user.role:<13} {unit:<10} {user.full_name}")
+
+
+# -------------------------------------------------------------------------------------- workflows
+
+
+@main.group()
+def workflows() -> None:
+    """Check and list workflow definitions."""
+
+
+@workflows.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def workflows_validate(paths: tuple[Path, ...]) -> None:
+    """Check definition files (or folders of them); list every problem and exit non-zero if any."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+    bad = 0
+    for file in files:
+        try:
+            definition = load_definition(file)
+        except DefinitionError as exc:
+            bad += 1
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            continue
+        click.echo(f"{file}: ok ({definition.name} v{definition.version})")
+    if bad:
+        click.echo(f"{bad} of {len(files)} files invalid", err=True)
+        sys.exit(EXIT_CODES[DefinitionError])
+
+
+@workflows.command("list")
+@click.pass_context
+def workflows_list(ctx: click.Context) -> None:
+    """List the loaded definitions with their states and events."""
+    app = _app(ctx)
+    with engine_errors():
+        for d in app.rt.registry.definitions():
+            click.echo(f"{d.name} v{d.version}  {d.spec.label.get(app.rt.language)}")
+            click.echo(f"  states: {', '.join(d.spec.states)}")
+            click.echo(f"  events: {', '.join(d.spec.events)}")
+            if d.spec.obligations:
+                click.echo(f"  obligations: {', '.join(d.spec.obligations)}")
+
+
+# ------------------------------------------------------------------------------------------ cases
+
+
+def _actor(session: Any, username: str) -> Actor:
+    return Actor.of(user_by_name(session, username))
+
+
+def _parse_data(items: tuple[str, ...]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for item in items:
+        if item.startswith("{"):
+            try:
+                loaded = json.loads(item)
+            except json.JSONDecodeError as exc:
+                raise ValidationFailed([_problem("--data", f"not valid JSON: {exc.msg}")]) from None
+            if not isinstance(loaded, dict):
+                raise ValidationFailed([_problem("--data", "JSON data must be an object")])
+            data.update(loaded)
+        elif "=" in item:
+            key, value = item.split("=", 1)
+            data[key.strip()] = value
+        else:
+            raise ValidationFailed([_problem("--data", f"{item!r}: use key=value or a JSON object")])
+    return data
+
+
+def _problem(field: str, message: str):  # type: ignore[no-untyped-def]
+    from .engine.errors import FieldProblem
+
+    return FieldProblem(field, message)
+
+
+def _local(at: Any) -> str:
+    return at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M") if at else "-"
+
+
+@main.group("cases")
+def cases_group() -> None:
+    """Open, list, show and advance cases."""
+
+
+@cases_group.command("list")
+@click.option("--as", "as_user", required=True, help="Act as this user (scope applies).")
+@click.option("--workflow")
+@click.option("--state")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cases_list(ctx: click.Context, as_user: str, workflow: str | None, state: str | None, as_json: bool) -> None:
+    """List the cases a user may see."""
+    app = _app(ctx)
+    with engine_errors(), app.db.read() as session:
+        actor = _actor(session, as_user)
+        rows = cases.list_cases(session, app.rt, actor, workflow=workflow, state=state)
+        units = {u.id: u for u in session.scalars(select(Unit).where(Unit.id.in_({c.unit_id for c in rows})))}
+        if as_json:
+            click.echo(json.dumps([
+                {"id": c.id, "unit": units[c.unit_id].code, "workflow": c.workflow, "version": c.version, "state": c.state}
+                for c in rows
+            ], ensure_ascii=False))
+            return
+        for c in rows:
+            label = app.rt.registry.get(c.workflow, c.workflow_version).spec.states[c.state].label.get(app.rt.language)
+            click.echo(f"#{c.id:<5} {units[c.unit_id].code:<9} {c.workflow:<18} v{c.version:<3} {c.state:<13} {label}")
+
+
+@cases_group.command("show")
+@click.argument("case_id", type=int)
+@click.option("--as", "as_user", required=True)
+@click.pass_context
+def cases_show(ctx: click.Context, case_id: int, as_user: str) -> None:
+    """Show a case: state, data, allowed events, timers, obligations and history."""
+    app = _app(ctx)
+    lang = app.rt.language
+    with engine_errors(), app.db.read() as session:
+        actor = _actor(session, as_user)
+        case = cases.get_case(session, app.rt, actor, case_id)
+        definition = app.rt.registry.get(case.workflow, case.workflow_version)
+        click.echo(f"case #{case.id}  {case.unit.name} ({case.unit.code})")
+        click.echo(f"workflow {case.workflow} v{case.workflow_version}  version {case.version}")
+        click.echo(f"state    {case.state}: {definition.spec.states[case.state].label.get(lang)}")
+        if case.data:
+            click.echo("data:")
+            for k, v in sorted(case.data.items()):
+                click.echo(f"  {k} = {v}")
+        allowed = [
+            e for e in definition.events_from(case.state) if actor.role in definition.spec.events[e].roles
+        ]
+        click.echo(f"events you may fire: {', '.join(allowed) or '-'}")
+        for t in cases.pending_timers(session, case):
+            click.echo(f"timer  {t.name:<24} due {t.due_date} (passes {_local(t.due_at)}), next step at {_local(t.next_at)}")
+        for ob in cases.open_obligations(session, case):
+            click.echo(f"obligation {ob.name} (cycle {ob.cycle}) open since {_local(ob.opened_at)}")
+        click.echo("history:")
+        for h in session.scalars(select(HistoryEntry).where(HistoryEntry.case_id == case.id).order_by(HistoryEntry.seq)):
+            move = f"{h.from_state or ''} -> {h.to_state}" if h.to_state else ""
+            click.echo(f"  {h.seq:>3} {_local(h.at)} {h.actor:<14} {h.kind:<20} {h.event or '':<24} {move}")
+
+
+@cases_group.command("open")
+@click.argument("unit_code")
+@click.argument("workflow")
+@click.option("--as", "as_user", required=True)
+@click.option("--data", "data_items", multiple=True, help="key=value or a JSON object; repeatable.")
+@click.pass_context
+def cases_open(ctx: click.Context, unit_code: str, workflow: str, as_user: str, data_items: tuple[str, ...]) -> None:
+    """Open a case of WORKFLOW for the unit with UNIT_CODE."""
+    app = _app(ctx)
+    with engine_errors(), app.db.write() as session:
+        actor = _actor(session, as_user)
+        unit = unit_by_code(session, unit_code, local_date(app.clock.now()))
+        case = cases.open_case(session, app.rt, actor, unit, workflow, _parse_data(data_items))
+        click.echo(f"opened case #{case.id} ({case.workflow}, {case.state})")
+
+
+@cases_group.command("advance")
+@click.argument("case_id", type=int)
+@click.argument("event")
+@click.option("--as", "as_user", required=True)
+@click.option("--data", "data_items", multiple=True, help="key=value or a JSON object; repeatable.")
+@click.option("--expect-version", type=int, help="Refuse if the case has moved on since you read it.")
+@click.pass_context
+def cases_advance(
+    ctx: click.Context, case_id: int, event: str, as_user: str, data_items: tuple[str, ...], expect_version: int | None
+) -> None:
+    """Fire EVENT on case CASE_ID as a user."""
+    app = _app(ctx)
+    with engine_errors(), app.db.write() as session:
+        actor = _actor(session, as_user)
+        result = cases.advance(
+            session, app.rt, actor, case_id, event, _parse_data(data_items), expected_version=expect_version
+        )
+        click.echo(f"case #{case_id}: {result.event}: {result.from_state} -> {result.to_state} (version {result.case.version})")
+
+
+# ------------------------------------------------------------------------------------------ audit
+
+
+@main.group()
+def audit() -> None:
+    """Check the tamper-evident history."""
+
+
+@audit.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Verify every case's history chain with the history key; exit 1 on any finding."""
+    app = _app(ctx)
+    with engine_errors(), app.db.read() as session:
+        checked, rows, findings = history.verify_all(session, app.rt.history_key)
+    for finding in findings:
+        click.echo(str(finding), err=True)
+    if findings:
+        click.echo(f"{len(findings)} problems in {checked} cases ({rows} rows)", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {checked} cases, {rows} history rows verified")
+
+
+# --------------------------------------------------------------------------------------- calendar
+
+
+def _replan(session: Any, rt: Runtime) -> list[Any]:
+    from .engine.models import Case
+    from .engine.timers import replan
+
+    keys = {cid: (name, version) for cid, name, version in session.execute(select(Case.id, Case.workflow, Case.workflow_version))}
+    return replan(session, rt.calendar, lambda case_id: rt.registry.get(*keys[case_id]))
+
+
+@main.group()
+def calendar() -> None:
+    """The working calendar."""
+
+
+@calendar.command("show")
+@click.argument("year", type=int)
+@click.pass_context
+def calendar_show(ctx: click.Context, year: int) -> None:
+    """List the weekdays off and the make-up working days of YEAR."""
+    app = _app(ctx)
+    cal = app.rt.calendar
+    with engine_errors():
+        for day, reason in cal.days_off_between(date(year, 1, 1), date(year, 12, 31)):
+            if reason != "weekend":
+                click.echo(f"{day} {day.strftime('%a')} off      {reason}")
+        for day, name in sorted(cal.overrides.working_days.items()):
+            if day.year == year:
+                click.echo(f"{day} {day.strftime('%a')} working  {name}")
+
+
+@calendar.command("replan")
+@click.pass_context
+def calendar_replan(ctx: click.Context) -> None:
+    """Re-plan pending timers against the current calendar overrides."""
+    app = _app(ctx)
+    with engine_errors(), app.db.write() as session:
+        moved = _replan(session, app.rt)
+        meta = session.get(Meta, "calendar_fingerprint")
+        if meta is None:
+            session.add(Meta(key="calendar_fingerprint", value=app.rt.calendar.overrides.fingerprint()))
+        else:
+            meta.value = app.rt.calendar.overrides.fingerprint()
+        for timer, old, new in moved:
+            click.echo(f"timer {timer.id} ({timer.name}, case #{timer.case_id}): {old} -> {new}")
+        click.echo(f"{len(moved)} timers re-planned")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,174 @@
+"""Typed settings: package defaults, then the instance file, then ``QMSFLOW_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from ..engine.calendar import CalendarOverrides
+from ..engine.errors import ConfigurationError
+
+CONFIG_DIR = Path(__file__).parent
+DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
+CALENDAR_FILE = CONFIG_DIR / "calendar.yaml"
+INSTANCE_FILE = "qmsflow.toml"
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """How the sweep runs."""
+
+    sweep_interval_seconds: int = 60
+    batch_size: int = 200
+    digest_time: str = "07:30"
+    embedded: bool = True
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where email goes."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 25
+    sender: str = "qmsflow@localhost"
+    username: str = ""
+    password: str = ""
+    starttls: bool = False
+    retry_initial_seconds: int = 60
+    retry_max_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting qmsflow reads, resolved once at start."""
+
+    instance_path: Path
+    database_url: str
+    history_key: str
+    secret_key: str
+    workflows_dir: Path
+    calendar_file: Path
+    default_language: str = "vi"
+    sqlite_busy_timeout_ms: int = 5000
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+
+    def require(self, *names: str) -> Settings:
+        """Fail loudly if any of ``names`` is empty; return self so calls chain."""
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            env = ", ".join(f"QMSFLOW_{n.upper()}" for n in missing)
+            raise ConfigurationError(
+                f"missing required setting(s) {missing}: run `qmsflow init` to generate them "
+                f"in the instance folder, or set {env}"
+            )
+        return self
+
+    def calendar_overrides(self) -> CalendarOverrides:
+        """Read and check the calendar override file."""
+        try:
+            raw = YAML(typ="safe", pure=True).load(self.calendar_file.read_text(encoding="utf-8"))
+            return CalendarOverrides.from_mapping(raw)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"calendar overrides {self.calendar_file}: {exc}") from None
+        except Exception as exc:  # YAML syntax errors
+            raise ConfigurationError(f"calendar overrides {self.calendar_file}: {exc}") from None
+
+
+def _coerce(value: str, like: Any, name: str) -> Any:
+    if isinstance(like, bool):
+        if value.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if value.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigurationError(f"{name}: expected true or false, got {value!r}")
+    if isinstance(like, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigurationError(f"{name}: expected a whole number, got {value!r}") from None
+    return value
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any], where: str) -> None:
+    for key, value in extra.items():
+        if key not in base:
+            raise ConfigurationError(f"{where}: unknown setting {key!r}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise ConfigurationError(f"{where}: {key} must be a table")
+            _merge(base[key], value, f"{where} [{key}]")
+        else:
+            base[key] = value
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Resolve settings: defaults, ``<instance>/qmsflow.toml``, ``QMSFLOW_*`` variables, ``overrides``."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = tomllib.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
+    instance = Path(environ.get("QMSFLOW_INSTANCE_PATH", (overrides or {}).get("instance_path", raw["instance_path"])))
+    instance_file = instance / INSTANCE_FILE
+    if instance_file.exists():
+        try:
+            _merge(raw, tomllib.loads(instance_file.read_text(encoding="utf-8")), str(instance_file))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{instance_file}: {exc}") from None
+    for key, value in list(raw.items()):
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                env_name = f"QMSFLOW_{key.upper()}_{sub.upper()}"
+                if env_name in environ:
+                    value[sub] = _coerce(environ[env_name], subvalue, env_name)
+        else:
+            env_name = f"QMSFLOW_{key.upper()}"
+            if env_name in environ:
+                raw[key] = _coerce(environ[env_name], value, env_name)
+    if overrides:
+        _merge(raw, dict(overrides), "overrides")
+    instance = Path(raw["instance_path"])
+    database_url = raw["database_url"] or f"sqlite:///{(instance / 'qmsflow.sqlite3').resolve()}"
+    from ..workflows import DIRECTORY as WORKFLOWS_DIR
+
+    return Settings(
+        instance_path=instance,
+        database_url=database_url,
+        history_key=raw["history_key"],
+        secret_key=raw["secret_key"],
+        workflows_dir=Path(raw["workflows_dir"]) if raw["workflows_dir"] else WORKFLOWS_DIR,
+        calendar_file=Path(raw["calendar_file"]) if raw["calendar_file"] else CALENDAR_FILE,
+        default_language=raw["default_language"],
+        sqlite_busy_timeout_ms=int(raw["sqlite_busy_timeout_ms"]),
+        scheduler=SchedulerSettings(**raw["scheduler"]),
+        smtp=SmtpSettings(**raw["smtp"]),
+    )
+
+
+def ensure_instance(settings: Settings) -> Settings:
+    """Create the instance folder and generate missing secrets into its file; return fresh settings."""
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    path = settings.instance_path / INSTANCE_FILE
+    lines: list[str] = []
+    for name in ("history_key", "secret_key"):
+        if not getattr(settings, name):
+            value = secrets.token_hex(32)
+            lines.append(f'{name} = "{value}"')
+            settings = replace(settings, **{name: value})
+    if lines:
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        header = "" if existing else "# Generated by `qmsflow init`. Keep it secret; back it up with the database.\n"
+        path.write_text(header + existing + "\n".join(lines) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    return settings
+
+
+__all__ = ["Settings", "SchedulerSettings", "SmtpSettings", "ensure_instance", "load_settings"]

@@ -1,0 +1,188 @@
+"""The Vietnamese working calendar and Civil Code deadline counting.
+
+Public holidays come from the pinned ``holidays`` package (it computes the lunar dates: Tết, Hùng Kings).
+The Prime Minister's yearly swaps are only partly known to it (it knows the extra weekday off, never the
+make-up Saturday), so a per-year override list from config can add days off and working days; an
+override always wins over the package and over the weekend rule.
+
+Counting (Civil Code 2015 Art. 147-148): the start day is not counted; "N months" ends on the same-numbered
+day of the last month, or that month's last day; a period whose last day is not a working day ends on the
+next working day. A due date is a local date; the deadline passes at 00:00 Asia/Ho_Chi_Minh the day after.
+"""
+
+from __future__ import annotations
+
+import calendar as _stdlib_calendar
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from enum import StrEnum
+
+import holidays
+
+from .clock import LOCAL_TZ
+
+
+class LengthUnit(StrEnum):
+    """How a timer's length is counted."""
+
+    WORKING_DAYS = "working_days"
+    DAYS = "days"
+    MONTHS = "months"
+
+
+@dataclass(frozen=True)
+class CalendarOverrides:
+    """Days the package does not know: extra days off and make-up working days, each with a name."""
+
+    days_off: Mapping[date, str] = field(default_factory=dict)
+    working_days: Mapping[date, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[object, object] | None) -> CalendarOverrides:
+        """Build overrides from the config shape ``{year: {days_off: [...], working_days: [...]}}``.
+
+        Each list item is either a date or ``{date: ..., name: ...}``; a date listed as both is refused.
+        """
+        days_off: dict[date, str] = {}
+        working: dict[date, str] = {}
+        for year, body in (raw or {}).items():
+            if not isinstance(body, Mapping):
+                raise ValueError(f"calendar override for {year!r} must be a mapping")
+            unknown = set(body) - {"days_off", "working_days"}
+            if unknown:
+                raise ValueError(f"calendar override {year}: unknown keys {sorted(map(str, unknown))}")
+            for key, target in (("days_off", days_off), ("working_days", working)):
+                for item in body.get(key) or []:
+                    day, name = _parse_override_item(item, f"{year}.{key}")
+                    if str(day.year) != str(year):
+                        raise ValueError(f"calendar override {year}.{key}: {day} is not in {year}")
+                    target[day] = name
+        both = set(days_off) & set(working)
+        if both:
+            raise ValueError(f"calendar override lists {sorted(both)} as both day off and working day")
+        return cls(days_off=days_off, working_days=working)
+
+    def fingerprint(self) -> str:
+        """Return a stable digest of the overrides, to notice when config changed."""
+        payload = {
+            "off": sorted(d.isoformat() for d in self.days_off),
+            "work": sorted(d.isoformat() for d in self.working_days),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def dates(self) -> set[date]:
+        """Return every date the overrides mention."""
+        return set(self.days_off) | set(self.working_days)
+
+
+def _parse_override_item(item: object, where: str) -> tuple[date, str]:
+    if isinstance(item, Mapping):
+        raw_day, name = item.get("date"), str(item.get("name") or "")
+    else:
+        raw_day, name = item, ""
+    if isinstance(raw_day, datetime):
+        raise ValueError(f"calendar override {where}: {raw_day!r} must be a date, not a time")
+    if isinstance(raw_day, date):
+        return raw_day, name
+    try:
+        return date.fromisoformat(str(raw_day)), name
+    except ValueError:
+        raise ValueError(f"calendar override {where}: {raw_day!r} is not a YYYY-MM-DD date") from None
+
+
+class WorkingCalendar:
+    """Answers which days are working days in Vietnam and counts deadlines on them."""
+
+    def __init__(self, overrides: CalendarOverrides | None = None, *, language: str = "vi") -> None:
+        self.overrides = overrides or CalendarOverrides()
+        self._language = language
+        # The package fills years lazily as dates are asked for (expand=True).
+        self._holidays = holidays.country_holidays("VN", language=language)
+
+    def is_working_day(self, day: date) -> bool:
+        """Return whether agencies work on ``day`` (Mon-Fri, not a holiday, overrides first)."""
+        if day in self.overrides.working_days:
+            return True
+        if day in self.overrides.days_off:
+            return False
+        return day.weekday() < 5 and day not in self._holidays
+
+    def day_off_reason(self, day: date) -> str | None:
+        """Return why ``day`` is not worked (holiday name, override name or weekend), or None."""
+        if self.is_working_day(day):
+            return None
+        if day in self.overrides.days_off:
+            return self.overrides.days_off[day] or "override"
+        name = self._holidays.get(day)
+        return str(name) if name else "weekend"
+
+    def on_or_after(self, day: date) -> date:
+        """Return ``day`` if it is a working day, else the next working day."""
+        while not self.is_working_day(day):
+            day += timedelta(days=1)
+        return day
+
+    def add_working_days(self, start: date, count: int) -> date:
+        """Return the day ``count`` working days after ``start`` (start not counted); negative goes back."""
+        step = 1 if count >= 0 else -1
+        remaining = abs(count)
+        day = start
+        while remaining:
+            day += timedelta(days=step)
+            if self.is_working_day(day):
+                remaining -= 1
+        return day
+
+    def due_date(self, start: date, length: int, unit: LengthUnit | str) -> date:
+        """Return the last day of a period of ``length`` ``unit`` starting after ``start``.
+
+        Working-day periods end on a working day by construction; calendar periods ending on a day off
+        move to the next working day (Civil Code Art. 148(5)).
+        """
+        unit = LengthUnit(unit)
+        if length < 0:
+            raise ValueError("a period cannot be negative")
+        if unit is LengthUnit.WORKING_DAYS:
+            return self.add_working_days(start, length)
+        if unit is LengthUnit.DAYS:
+            last = start + timedelta(days=length)
+        else:
+            last = add_months(start, length)
+        return self.on_or_after(last)
+
+    def days_off_between(self, first: date, last: date) -> list[tuple[date, str]]:
+        """Return every non-working day from ``first`` to ``last`` inclusive, with its reason."""
+        out = []
+        day = first
+        while day <= last:
+            reason = self.day_off_reason(day)
+            if reason:
+                out.append((day, reason))
+            day += timedelta(days=1)
+        return out
+
+
+def add_months(start: date, months: int) -> date:
+    """Civil Code month arithmetic: same-numbered day, or the month's last day when it has none."""
+    month_index = start.month - 1 + months
+    year, month = start.year + month_index // 12, month_index % 12 + 1
+    last_day = _stdlib_calendar.monthrange(year, month)[1]
+    return date(year, month, min(start.day, last_day))
+
+
+def deadline_instant(due: date) -> datetime:
+    """Return the UTC instant at which a due date has passed: 00:00 local time the next day."""
+    local_midnight = datetime.combine(due + timedelta(days=1), time(0, 0), tzinfo=LOCAL_TZ)
+    return local_midnight.astimezone(timezone.utc)
+
+
+__all__ = [
+    "CalendarOverrides",
+    "LengthUnit",
+    "WorkingCalendar",
+    "add_months",
+    "deadline_instant",
+]

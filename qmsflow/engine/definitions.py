@@ -1,0 +1,598 @@
+"""Workflow definitions as data: the schema, the loader and the checks run on load.
+
+A definition is a YAML file in ``workflows/``. It is parsed with ruamel.yaml (so every key keeps its
+line), its shape is checked by pydantic, then its meaning is checked here (states reachable, an end
+state, events naming known states and roles, conditions in the allowed language, timers that make
+sense). Every problem names the file, the line and the dotted key; none of them crashes the loader.
+
+The shape is chosen to round-trip to a BPMN 2.0 subset: a state is a user task (``task``), a
+catching event (``wait``) or an end event (``end``); an event is a sequence flow, or an exclusive
+gateway when it has ``branches`` with conditions; ``roles`` are candidate groups; a timer is a
+non-interrupting boundary timer event whose working-day length and ladder ride in an extension.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+import datetime as dt
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from .calendar import LengthUnit
+from .conditions import Condition, parse_condition
+from .errors import ConditionError, DefinitionError, DefinitionProblem
+
+NAME_RE = r"^[a-z][a-z0-9_]*$"
+
+
+class Role(StrEnum):
+    """Who acts: the five user roles, and the scheduler acting on a timer."""
+
+    ADMIN = "admin"
+    LEAD = "lead"
+    SUPERVISOR = "supervisor"
+    UNIT_OFFICER = "unit_officer"
+    VIEWER = "viewer"
+    SYSTEM = "system"
+
+
+class Target(StrEnum):
+    """The bodies of the escalation order (DOMAIN.md: unit head -> supervisor -> lead -> UBND tỉnh)."""
+
+    UNIT_HEAD = "unit_head"
+    SUPERVISOR = "supervisor"
+    LEAD = "lead"
+    PROVINCIAL_PC = "provincial_pc"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Label(_Strict):
+    """A text in Vietnamese (required) and English."""
+
+    vi: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+    def get(self, language: str) -> str:
+        """Return the text in ``language``, Vietnamese when it is not English."""
+        return self.en if language == "en" else self.vi
+
+
+class FieldSpec(_Strict):
+    """One datum an event records into the case data."""
+
+    type: Literal["string", "text", "date", "integer", "boolean", "choice"]
+    label: Label
+    required: bool = False
+    not_in_future: bool = False
+    max_length: int | None = Field(default=None, gt=0)
+    choices: list[str] | None = None
+
+
+class Reminder(_Strict):
+    """A reminder ``before`` units ahead of the due date."""
+
+    before: int = Field(gt=0)
+    unit: LengthUnit = LengthUnit.WORKING_DAYS
+
+
+class LadderLevel(_Strict):
+    """One escalation level: ``after`` units past the due date, to ``target``."""
+
+    after: int = Field(ge=0)
+    unit: LengthUnit = LengthUnit.WORKING_DAYS
+    target: Target
+
+
+class TimerStart(_Strict):
+    """Where a timer counts from: entering the state, a date field of the case, or a fixed date."""
+
+    on: Literal["enter", "open"] | None = None
+    field: str | None = None
+    date: dt.date | None = None
+
+
+class TimerSpec(_Strict):
+    """A deadline: start, length, reminders, ladder and the action at the due time."""
+
+    label: Label
+    start: TimerStart = TimerStart(on="enter")
+    length: int = Field(ge=0)
+    unit: LengthUnit
+    reminders: list[Reminder] = []
+    escalation: str | list[LadderLevel] | None = None
+    on_due: str | None = None  # an event to fire as ``system`` at the due time; else only escalate
+
+
+class Branch(_Strict):
+    """One outgoing path of an exclusive gateway; the last may omit ``when`` as the default."""
+
+    when: str | None = None
+    to: str
+
+
+class EventSpec(_Strict):
+    """A thing that happens to a case: who may fire it, from where, to where, with what data."""
+
+    label: Label
+    roles: list[Role] = Field(min_length=1)
+    from_: list[str] | Literal["*"] = Field(alias="from")
+    to: str | None = None
+    branches: list[Branch] | None = None
+    fields: dict[str, FieldSpec] = {}
+    guard: str | None = None
+    guard_message: Label | None = None
+    set: dict[str, str | int | bool | None] = {}
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StateSpec(_Strict):
+    """A state: a task someone must do, a wait for something outside, or an end."""
+
+    kind: Literal["task", "wait", "end"]
+    label: Label
+    stage: str | None = None
+    timers: dict[str, TimerSpec] = {}
+
+
+class ObligationOpens(_Strict):
+    """What opens an obligation: entering a state or an event."""
+
+    enter: str | None = None
+    event: str | None = None
+
+
+class ObligationSpec(_Strict):
+    """A duty not tied to a state, with its own timer until an event fulfils it."""
+
+    label: Label
+    opens: ObligationOpens
+    fulfilled_by: list[str] = Field(min_length=1)
+    recurs: bool = False
+    recur_from: str | None = None  # a date field of the fulfilling event the next cycle counts from
+    timer: TimerSpec
+
+
+class DefinitionSpec(_Strict):
+    """The whole file."""
+
+    name: str = Field(pattern=NAME_RE)
+    version: int = Field(ge=1)
+    label: Label
+    description: str = ""
+    initial: str
+    start_fields: dict[str, FieldSpec] = {}  # what opening a case records (the BPMN start event's form)
+    states: dict[str, StateSpec] = Field(min_length=1)
+    events: dict[str, EventSpec] = Field(min_length=1)
+    ladders: dict[str, list[LadderLevel]] = {}
+    obligations: dict[str, ObligationSpec] = {}
+
+    @field_validator("states", "events", "ladders", "obligations")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not re.match(NAME_RE, str(key)):
+                raise ValueError(f"name {key!r} must be lower_snake_case")
+        return value
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One compiled path of an event: from a source to a destination, under an optional condition."""
+
+    event: str
+    source: str
+    dest: str | None  # None: an internal transition that records data and stays
+    when: Condition | None
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A validated, compiled definition: the spec plus what the engine derives from it once."""
+
+    spec: DefinitionSpec
+    path: str
+    transitions: tuple[Transition, ...]
+    guards: Mapping[str, Condition]
+    ladders: Mapping[str, tuple[LadderLevel, ...]]  # keyed "state.timer" or "obligation:<name>"
+
+    @property
+    def name(self) -> str:
+        """The workflow's name."""
+        return self.spec.name
+
+    @property
+    def version(self) -> int:
+        """The definition's version."""
+        return self.spec.version
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(name, version): how cases refer to it."""
+        return (self.spec.name, self.spec.version)
+
+    def end_states(self) -> set[str]:
+        """Return the names of end states."""
+        return {n for n, s in self.spec.states.items() if s.kind == "end"}
+
+    def sources(self, event: str) -> set[str]:
+        """Return the states an event can fire from."""
+        return {t.source for t in self.transitions if t.event == event}
+
+    def events_from(self, state: str) -> list[str]:
+        """Return the events that can fire from ``state``, in definition order."""
+        return [e for e in self.spec.events if state in self.sources(e)]
+
+    def ladder(self, timer_key: str) -> tuple[LadderLevel, ...]:
+        """Return the escalation ladder of a timer (empty when it has none)."""
+        return self.ladders.get(timer_key, ())
+
+    def timer_spec(self, timer_key: str) -> TimerSpec:
+        """Return the spec of a timer keyed "state.timer" or "obligation:<name>"."""
+        if timer_key.startswith("obligation:"):
+            return self.spec.obligations[timer_key.split(":", 1)[1]].timer
+        state, name = timer_key.split(".", 1)
+        return self.spec.states[state].timers[name]
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+
+def load_definition(path: str | Path) -> Definition:
+    """Load, check and compile one definition file; raise DefinitionError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError([DefinitionProblem(str(path), None, "", f"cannot read: {exc}")]) from None
+    return parse_definition(text, str(path))
+
+
+def parse_definition(text: str, filename: str = "<string>") -> Definition:
+    """Check and compile definition source ``text``; ``filename`` is used in error messages."""
+    yaml = YAML(typ="rt", pure=True)
+    try:
+        raw = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise DefinitionError(
+            [DefinitionProblem(filename, line, "", f"YAML syntax: {exc.problem or exc.context}")]
+        ) from None
+    except Exception as exc:  # ruamel raises a few non-marked errors (duplicate keys, bad tags)
+        raise DefinitionError([DefinitionProblem(filename, None, "", f"YAML: {exc}")]) from None
+    if not isinstance(raw, Mapping):
+        raise DefinitionError([DefinitionProblem(filename, 1, "", "the file must be a mapping")])
+    locate = _Locator(raw)
+    try:
+        spec = DefinitionSpec.model_validate(_plain(raw))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not _is_pydantic_union_tag(p)]
+            problems.append(DefinitionProblem(filename, locate.line(loc), _dotted(loc), err["msg"]))
+        raise DefinitionError(_dedupe(problems)) from None
+    problems = []
+    compiled = _Compiler(spec, filename, locate, problems).compile()
+    if problems or compiled is None:
+        raise DefinitionError(problems)
+    return compiled
+
+
+def _is_pydantic_union_tag(part: object) -> bool:
+    # pydantic puts the union member's type name in the location (``str``, ``list[...]``).
+    return isinstance(part, str) and (part in {"str", "int", "bool", "none"} or "[" in part or part.startswith("literal"))
+
+
+def _dedupe(problems: list[DefinitionProblem]) -> list[DefinitionProblem]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in problems:
+        if (p.key, p.message) not in seen:
+            seen.add((p.key, p.message))
+            out.append(p)
+    return out
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {str(k) if not isinstance(k, (int, dt.date)) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _dotted(loc: Iterable[object]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+class _Locator:
+    """Finds the source line of a key path in the ruamel tree."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+
+    def line(self, loc: Iterable[object]) -> int | None:
+        node = self.root
+        line: int | None = 1
+        for part in loc:
+            key: Any = "from" if part == "from_" else part
+            if isinstance(node, Mapping) and key in node:
+                if hasattr(node, "lc"):
+                    try:
+                        line = node.lc.key(key)[0] + 1
+                    except (KeyError, TypeError):
+                        pass
+                node = node[key]
+            elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+                if hasattr(node, "lc"):
+                    try:
+                        line = node.lc.item(key)[0] + 1
+                    except (KeyError, TypeError):
+                        pass
+                node = node[key]
+            else:
+                break
+        return line
+
+
+class _Compiler:
+    """Runs the semantic checks and derives transitions, guards and ladders."""
+
+    def __init__(
+        self, spec: DefinitionSpec, filename: str, locate: _Locator, problems: list[DefinitionProblem]
+    ) -> None:
+        self.spec = spec
+        self.filename = filename
+        self.locate = locate
+        self.problems = problems
+
+    def problem(self, loc: list[object], message: str) -> None:
+        self.problems.append(DefinitionProblem(self.filename, self.locate.line(loc), _dotted(loc), message))
+
+    def compile(self) -> Definition | None:
+        spec = self.spec
+        states = spec.states
+        if spec.initial not in states:
+            self.problem(["initial"], f"unknown state {spec.initial!r}")
+        elif states[spec.initial].kind == "end":
+            self.problem(["initial"], "the initial state cannot be an end state")
+        if not any(s.kind == "end" for s in states.values()):
+            self.problem(["states"], "no end state: every lifecycle must be able to finish")
+
+        known_fields = self._known_fields()
+        transitions: list[Transition] = []
+        guards: dict[str, Condition] = {}
+        for name, event in spec.events.items():
+            transitions.extend(self._event(name, event, known_fields, guards))
+
+        ladders: dict[str, tuple[LadderLevel, ...]] = {}
+        for state_name, state in states.items():
+            if state.kind == "end" and state.timers:
+                self.problem(["states", state_name, "timers"], "an end state cannot have timers")
+            for timer_name, timer in state.timers.items():
+                loc: list[object] = ["states", state_name, "timers", timer_name]
+                ladders[f"{state_name}.{timer_name}"] = self._timer(loc, timer, known_fields, state_name)
+        for ob_name, ob in spec.obligations.items():
+            loc = ["obligations", ob_name]
+            if (ob.opens.enter is None) == (ob.opens.event is None):
+                self.problem(loc + ["opens"], "give exactly one of 'enter' (a state) or 'event'")
+            if ob.opens.enter is not None and ob.opens.enter not in states:
+                self.problem(loc + ["opens", "enter"], f"unknown state {ob.opens.enter!r}")
+            if ob.opens.event is not None and ob.opens.event not in spec.events:
+                self.problem(loc + ["opens", "event"], f"unknown event {ob.opens.event!r}")
+            for i, ev in enumerate(ob.fulfilled_by):
+                if ev not in spec.events:
+                    self.problem(loc + ["fulfilled_by", i], f"unknown event {ev!r}")
+            if ob.recur_from is not None and not ob.recurs:
+                self.problem(loc + ["recur_from"], "only a recurring obligation has recur_from")
+            if ob.recur_from is not None and not all(
+                ob.recur_from in spec.events[e].fields for e in ob.fulfilled_by if e in spec.events
+            ):
+                self.problem(loc + ["recur_from"], f"every fulfilling event must record {ob.recur_from!r}")
+            if ob.timer.on_due is not None:
+                self.problem(loc + ["timer", "on_due"], "an obligation's timer escalates; it fires no event")
+            ladders[f"obligation:{ob_name}"] = self._timer(loc + ["timer"], ob.timer, known_fields, None)
+
+        self._reachability(transitions)
+        if self.problems:
+            return None
+        return Definition(
+            spec=spec,
+            path=self.filename,
+            transitions=tuple(transitions),
+            guards=guards,
+            ladders=ladders,
+        )
+
+    def _known_fields(self) -> set[str]:
+        fields: set[str] = set(self.spec.start_fields)
+        for event in self.spec.events.values():
+            fields.update(event.fields)
+            fields.update(event.set)
+        return fields
+
+    def _condition(self, loc: list[object], source: str, known_fields: set[str]) -> Condition | None:
+        try:
+            condition = parse_condition(source)
+        except ConditionError as exc:
+            self.problem(loc, f"condition rejected: {exc.reason}")
+            return None
+        unknown = condition.fields() - known_fields
+        if unknown:
+            self.problem(loc, f"condition reads unknown field(s) {sorted(unknown)}")
+        return condition
+
+    def _event(
+        self, name: str, event: EventSpec, known_fields: set[str], guards: dict[str, Condition]
+    ) -> list[Transition]:
+        loc: list[object] = ["events", name]
+        states = self.spec.states
+        if event.from_ == "*":
+            sources = [s for s, st in states.items() if st.kind != "end"]
+        else:
+            sources = list(event.from_)
+            if not sources:
+                self.problem(loc + ["from"], "an event needs at least one source state")
+            for i, src in enumerate(sources):
+                if src not in states:
+                    self.problem(loc + ["from", i], f"unknown state {src!r}")
+                elif states[src].kind == "end":
+                    self.problem(loc + ["from", i], f"{src!r} is an end state: nothing fires from it")
+            if len(set(sources)) != len(sources):
+                self.problem(loc + ["from"], "a source state is listed twice")
+        if event.to is not None and event.branches is not None:
+            self.problem(loc, "give either 'to' or 'branches', not both")
+        for field_name, field_spec in event.fields.items():
+            if not re.match(NAME_RE, field_name):
+                self.problem(loc + ["fields", field_name], "field names must be lower_snake_case")
+            if field_spec.type == "choice" and not field_spec.choices:
+                self.problem(loc + ["fields", field_name, "choices"], "a choice field needs choices")
+            if field_spec.not_in_future and field_spec.type != "date":
+                self.problem(loc + ["fields", field_name, "not_in_future"], "only a date can be not_in_future")
+        if event.guard is not None:
+            condition = self._condition(loc + ["guard"], event.guard, known_fields)
+            if condition is not None:
+                guards[name] = condition
+        destinations: list[tuple[str | None, Condition | None]] = []
+        if event.branches is not None:
+            if not event.branches:
+                self.problem(loc + ["branches"], "an exclusive gateway needs at least one branch")
+            for i, branch in enumerate(event.branches):
+                bloc = loc + ["branches", i]
+                if branch.to not in states:
+                    self.problem(bloc + ["to"], f"unknown state {branch.to!r}")
+                if branch.when is None and i != len(event.branches) - 1:
+                    self.problem(bloc, "only the last branch may omit 'when' (it is the default)")
+                cond = self._condition(bloc + ["when"], branch.when, known_fields) if branch.when else None
+                destinations.append((branch.to, cond))
+        else:
+            if event.to is not None and event.to not in states:
+                self.problem(loc + ["to"], f"unknown state {event.to!r}")
+            destinations.append((event.to, None))
+        return [
+            Transition(event=name, source=src, dest=dest, when=cond)
+            for src in sources
+            if src in states
+            for dest, cond in destinations
+        ]
+
+    def _timer(
+        self, loc: list[object], timer: TimerSpec, known_fields: set[str], state: str | None
+    ) -> tuple[LadderLevel, ...]:
+        start = timer.start
+        given = [x for x in (start.on, start.field, start.date) if x is not None]
+        if len(given) != 1:
+            self.problem(loc + ["start"], "give exactly one of 'on', 'field' or 'date'")
+        if start.on == "enter" and state is None:
+            self.problem(loc + ["start", "on"], "an obligation's timer starts 'on: open', not on entering a state")
+        if start.on == "open" and state is not None:
+            self.problem(loc + ["start", "on"], "a state timer starts 'on: enter'")
+        if start.field is not None and start.field not in known_fields:
+            self.problem(loc + ["start", "field"], f"unknown field {start.field!r}: no event records it")
+        befores = [r.before for r in timer.reminders]
+        if len(set(befores)) != len(befores):
+            self.problem(loc + ["reminders"], "two reminders at the same offset")
+        if timer.on_due is not None:
+            event = self.spec.events.get(timer.on_due)
+            if event is None:
+                self.problem(loc + ["on_due"], f"unknown event {timer.on_due!r}")
+            else:
+                if Role.SYSTEM not in event.roles:
+                    self.problem(loc + ["on_due"], f"event {timer.on_due!r} must allow role 'system'")
+                if state is not None and event.from_ != "*" and state not in event.from_:
+                    self.problem(loc + ["on_due"], f"event {timer.on_due!r} cannot fire from {state!r}")
+        ladder: tuple[LadderLevel, ...] = ()
+        if isinstance(timer.escalation, str):
+            if timer.escalation not in self.spec.ladders:
+                self.problem(loc + ["escalation"], f"unknown ladder {timer.escalation!r}")
+            else:
+                ladder = tuple(self.spec.ladders[timer.escalation])
+        elif timer.escalation is not None:
+            ladder = tuple(timer.escalation)
+        offsets = [(lv.unit, lv.after) for lv in ladder]
+        for (u1, a1), (u2, a2) in zip(offsets, offsets[1:]):
+            if u1 == u2 and a2 < a1:
+                self.problem(loc + ["escalation"], "ladder levels must not go back in time")
+                break
+        return ladder
+
+    def _reachability(self, transitions: list[Transition]) -> None:
+        spec = self.spec
+        if spec.initial not in spec.states:
+            return
+        reached = {spec.initial}
+        frontier = [spec.initial]
+        while frontier:
+            current = frontier.pop()
+            for t in transitions:
+                if t.source == current and t.dest is not None and t.dest not in reached:
+                    reached.add(t.dest)
+                    frontier.append(t.dest)
+        for name in spec.states:
+            if name not in reached:
+                self.problem(["states", name], "unreachable: no event leads here from the initial state")
+        ends = {n for n, s in spec.states.items() if s.kind == "end"}
+        for name in reached - ends:
+            # every live state must be able to reach an end: otherwise cases get stuck forever
+            seen = {name}
+            stack = [name]
+            while stack:
+                cur = stack.pop()
+                for t in transitions:
+                    if t.source == cur and t.dest is not None and t.dest not in seen:
+                        seen.add(t.dest)
+                        stack.append(t.dest)
+            if not seen & ends:
+                self.problem(["states", name], "no path from here to an end state")
+
+
+def load_directory(directory: str | Path) -> tuple[list[Definition], list[DefinitionProblem]]:
+    """Load every ``*.yaml`` file under ``directory``; return the good ones and all problems."""
+    good: list[Definition] = []
+    problems: list[DefinitionProblem] = []
+    seen: dict[tuple[str, int], str] = {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        try:
+            definition = load_definition(path)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        if definition.key in seen:
+            problems.append(
+                DefinitionProblem(str(path), 1, "version", f"{definition.name} v{definition.version} is also defined in {seen[definition.key]}")
+            )
+            continue
+        seen[definition.key] = str(path)
+        good.append(definition)
+    return good, problems
+
+
+__all__ = [
+    "Branch",
+    "Definition",
+    "DefinitionSpec",
+    "EventSpec",
+    "FieldSpec",
+    "Label",
+    "LadderLevel",
+    "ObligationSpec",
+    "Role",
+    "StateSpec",
+    "Target",
+    "TimerSpec",
+    "Transition",
+    "load_definition",
+    "load_directory",
+    "parse_definition",
+]

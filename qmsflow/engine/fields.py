@@ -1,0 +1,83 @@
+"""Checking the data an event or a new case records against the definition's field specs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from .definitions import FieldSpec
+from .errors import FieldProblem
+
+
+def clean_fields(
+    specs: Mapping[str, FieldSpec], raw: Mapping[str, Any] | None, today: date
+) -> tuple[dict[str, Any], list[FieldProblem]]:
+    """Return the cleaned values and every problem: unknown, missing, mistyped or out-of-range fields."""
+    raw = dict(raw or {})
+    clean: dict[str, Any] = {}
+    problems: list[FieldProblem] = []
+    for name in raw:
+        if name not in specs:
+            problems.append(FieldProblem(name, "unknown field for this event"))
+    for name, spec in specs.items():
+        value = raw.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if spec.required:
+                problems.append(FieldProblem(name, "required"))
+            continue
+        try:
+            clean[name] = _coerce(spec, value, today)
+        except ValueError as exc:
+            problems.append(FieldProblem(name, str(exc)))
+    return clean, problems
+
+
+def _coerce(spec: FieldSpec, value: Any, today: date) -> Any:
+    if spec.type in ("string", "text"):
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        value = value.strip()
+        if spec.max_length and len(value) > spec.max_length:
+            raise ValueError(f"at most {spec.max_length} characters")
+        return value
+    if spec.type == "date":
+        if isinstance(value, date):
+            day = value
+        else:
+            try:
+                day = date.fromisoformat(str(value).strip())
+            except ValueError:
+                raise ValueError("must be a date YYYY-MM-DD") from None
+        if spec.not_in_future and day > today:
+            raise ValueError(f"cannot be after today ({today.isoformat()})")
+        return day.isoformat()
+    if spec.type == "integer":
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            number = int(value.strip())
+        else:
+            raise ValueError("must be a whole number")
+        if number < 0:
+            raise ValueError("cannot be negative")
+        return number
+    if spec.type == "boolean":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"true", "yes", "1", "có"}:
+            return True
+        if text in {"false", "no", "0", "không"}:
+            return False
+        raise ValueError("must be true or false")
+    if spec.type == "choice":
+        if value not in (spec.choices or []):
+            raise ValueError(f"one of {spec.choices}")
+        return value
+    raise ValueError(f"unsupported type {spec.type}")
+
+
+__all__ = ["clean_fields"]

@@ -1,0 +1,221 @@
+"""Tamper-evident history: each row is an HMAC over a canonical form, chained to the previous row.
+
+The canonical form does not depend on the database: JSON with sorted keys and no spaces, instants as
+``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC, and no floats anywhere (a float's text differs between
+backends and drivers, so case data holds integers, strings, booleans and nulls only). The chain head
+and length are kept on the case row, so a deleted last row is noticed too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .models import Case, HistoryEntry
+
+
+def canonical_instant(at: datetime) -> str:
+    """Return the fixed text form of an instant used in hashes."""
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check_plain(value: Any, path: str = "data") -> None:
+    """Refuse anything in history data whose text form could differ between backends."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        raise TypeError(f"{path}: floats are not stored in history; use an integer or a string")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{path}: keys must be strings")
+            check_plain(v, f"{path}.{k}")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_plain(v, f"{path}[{i}]")
+        return
+    raise TypeError(f"{path}: {type(value).__name__} cannot be stored in history")
+
+
+def canonical_bytes(case_id: int, seq: int, entry: Mapping[str, Any], prev_hash: str) -> bytes:
+    """Return the canonical serialization of one history row and the hash it chains to."""
+    payload = {
+        "case": case_id,
+        "seq": seq,
+        "at": canonical_instant(entry["at"]),
+        "kind": entry["kind"],
+        "event": entry.get("event"),
+        "from": entry.get("from_state"),
+        "to": entry.get("to_state"),
+        "actor": entry["actor"],
+        "data": entry.get("data") or {},
+        "prev": prev_hash,
+    }
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def row_hash(key: bytes, case_id: int, seq: int, entry: Mapping[str, Any], prev_hash: str) -> str:
+    """Return the HMAC-SHA256 of a row under ``key``."""
+    return hmac.new(key, canonical_bytes(case_id, seq, entry, prev_hash), hashlib.sha256).hexdigest()
+
+
+def append(
+    session: Session,
+    key: bytes,
+    case: Case,
+    *,
+    at: datetime,
+    kind: str,
+    actor: str,
+    event: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> HistoryEntry:
+    """Append one row to the case's chain and move the chain head; the caller holds the case row lock."""
+    payload = dict(data or {})
+    check_plain(payload)
+    seq = case.history_length + 1
+    fields = {
+        "at": at,
+        "kind": kind,
+        "event": event,
+        "from_state": from_state,
+        "to_state": to_state,
+        "actor": actor,
+        "data": payload,
+    }
+    digest = row_hash(key, case.id, seq, fields, case.history_head)
+    entry = HistoryEntry(case_id=case.id, seq=seq, prev_hash=case.history_head, hash=digest, **fields)
+    session.add(entry)
+    case.history_head = digest
+    case.history_length = seq
+    return entry
+
+
+def _entry_fields(row: HistoryEntry) -> dict[str, Any]:
+    return {
+        "at": row.at,
+        "kind": row.kind,
+        "event": row.event,
+        "from_state": row.from_state,
+        "to_state": row.to_state,
+        "actor": row.actor,
+        "data": row.data,
+    }
+
+
+@dataclass(frozen=True)
+class AuditFinding:
+    """One problem ``verify`` found: the case, the row (by its sequence number) and what is wrong."""
+
+    case_id: int
+    seq: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"case {self.case_id}" + (f" row {self.seq}" if self.seq is not None else "")
+        return f"{where}: {self.problem}"
+
+
+def verify_case(key: bytes, case: Case, rows: list[HistoryEntry]) -> list[AuditFinding]:
+    """Check one case's chain: each row's HMAC, the links, the numbering, head and length on the case."""
+    findings: list[AuditFinding] = []
+    prev = ""
+    expected_seq = 1
+    for row in rows:
+        if row.seq != expected_seq:
+            findings.append(
+                AuditFinding(case.id, row.seq, f"rows {expected_seq}..{row.seq - 1} are missing (deleted)")
+            )
+        if row.prev_hash != prev:
+            findings.append(AuditFinding(case.id, row.seq, "does not chain to the row before it"))
+        fields = _entry_fields(row)
+        if not hmac.compare_digest(row.hash, row_hash(key, case.id, row.seq, fields, row.prev_hash)):
+            plain = hashlib.sha256(canonical_bytes(case.id, row.seq, fields, row.prev_hash)).hexdigest()
+            if row.hash == plain:
+                findings.append(AuditFinding(case.id, row.seq, "hash recomputed without the history key"))
+            else:
+                findings.append(AuditFinding(case.id, row.seq, "content does not match its hash (edited)"))
+        prev = row.hash
+        expected_seq = row.seq + 1
+    if case.history_length != len(rows) or (rows and rows[-1].seq != case.history_length):
+        findings.append(
+            AuditFinding(
+                case.id,
+                None,
+                f"case records {case.history_length} rows but {len(rows)} remain (last rows deleted?)",
+            )
+        )
+    elif case.history_head != prev:
+        findings.append(AuditFinding(case.id, None, "chain head on the case does not match the last row"))
+    findings.extend(_replay(case, rows))
+    return findings
+
+
+def _replay(case: Case, rows: list[HistoryEntry]) -> list[AuditFinding]:
+    state: str | None = None
+    for row in rows:
+        if row.to_state is not None:
+            if state is not None and row.from_state != state:
+                return [AuditFinding(case.id, row.seq, f"starts from {row.from_state!r} but the case was in {state!r}")]
+            state = row.to_state
+    if rows and state != case.state:
+        return [AuditFinding(case.id, None, f"history replays to {state!r} but the case says {case.state!r}")]
+    return []
+
+
+def iter_cases_with_history(session: Session, batch: int = 500) -> Iterator[tuple[Case, list[HistoryEntry]]]:
+    """Yield every case with its rows in order, a bounded batch of cases at a time."""
+    last_id = 0
+    while True:
+        cases = list(session.scalars(select(Case).where(Case.id > last_id).order_by(Case.id).limit(batch)))
+        if not cases:
+            return
+        ids = [c.id for c in cases]
+        rows: dict[int, list[HistoryEntry]] = {i: [] for i in ids}
+        for row in session.scalars(
+            select(HistoryEntry).where(HistoryEntry.case_id.in_(ids)).order_by(HistoryEntry.case_id, HistoryEntry.seq)
+        ):
+            rows[row.case_id].append(row)
+        for case in cases:
+            yield case, rows[case.id]
+        last_id = ids[-1]
+        session.expunge_all()
+
+
+def verify_all(session: Session, key: bytes) -> tuple[int, int, list[AuditFinding]]:
+    """Verify every chain; return (cases checked, rows checked, findings)."""
+    findings: list[AuditFinding] = []
+    cases = rows_checked = 0
+    for case, rows in iter_cases_with_history(session):
+        cases += 1
+        rows_checked += len(rows)
+        findings.extend(verify_case(key, case, rows))
+    orphans = session.scalar(
+        select(func.count()).select_from(HistoryEntry).where(~HistoryEntry.case_id.in_(select(Case.id)))
+    )
+    if orphans:
+        findings.append(AuditFinding(0, None, f"{orphans} history rows belong to no case (case deleted)"))
+    return cases, rows_checked, findings
+
+
+__all__ = [
+    "AuditFinding",
+    "append",
+    "canonical_bytes",
+    "canonical_instant",
+    "check_plain",
+    "row_hash",
+    "verify_all",
+    "verify_case",
+]

@@ -1,0 +1,300 @@
+"""The persisted model: units and their effective-dated parents, people, cases, history, timers.
+
+SQLAlchemy 2.0 declarative mapping. Instants are stored as naive UTC and read back as aware UTC
+(``UTCDateTime``) so SQLite and PostgreSQL hand the engine the same values; schema changes go through
+the Alembic migrations in ``qmsflow/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonData = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime, stored naive-UTC so both backends round-trip it identically."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints predictably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Unit(Base):
+    """A public body in scope: identity is ``id``; the official code is valid only in its period."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    is_lead: Mapped[bool] = mapped_column(Boolean, default=False)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)  # exclusive; None while the unit exists
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="unit", order_by="Contact.role")
+
+    def valid_on(self, day: date) -> bool:
+        """Return whether the unit exists on ``day``."""
+        return self.valid_from <= day and (self.valid_to is None or day < self.valid_to)
+
+    def __repr__(self) -> str:
+        return f"<Unit {self.id} {self.code} {self.name!r}>"
+
+
+class UnitParent(Base):
+    """An effective-dated link from a unit to the body that supervises it."""
+
+    __tablename__ = "unit_parents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)  # exclusive
+
+
+class Contact(Base):
+    """A named person a unit designates: its head or its ISO officer."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("unit_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    role: Mapped[str] = mapped_column(String(16))  # head | iso_officer
+    name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(32))
+
+    unit: Mapped[Unit] = relationship(back_populates="contacts")
+
+
+class User(Base):
+    """Someone who signs in: a role, and for scoped roles the unit the scope hangs from."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(255), default="")
+    email: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    unit: Mapped[Unit | None] = relationship()
+
+
+class Case(Base):
+    """One running instance of a workflow definition for one unit."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_workflow_state", "workflow", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    workflow: Mapped[str] = mapped_column(String(64))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonData, default=dict)
+    parent_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    history_head: Mapped[str] = mapped_column(String(64), default="")
+    history_length: Mapped[int] = mapped_column(Integer, default=0)
+
+    unit: Mapped[Unit] = relationship()
+
+
+class HistoryEntry(Base):
+    """One append-only, HMAC-chained record of something that happened to a case."""
+
+    __tablename__ = "history"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str | None] = mapped_column(String(64))
+    from_state: Mapped[str | None] = mapped_column(String(64))
+    to_state: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JsonData, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Obligation(Base):
+    """A duty of a case not tied to its state (yearly audit, 3-month legal update), open until fulfilled."""
+
+    __tablename__ = "obligations"
+    __table_args__ = (Index("ix_obligations_case_status", "case_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    cycle: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16))  # open | fulfilled | cancelled
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Timer(Base):
+    """A planned deadline with its reminders and escalation ladder; the sweep walks its steps.
+
+    ``next_at`` is the instant of the next unfired step (reminder, due, ladder level) and
+    ``next_step`` its index in the plan the definition gives; the sweep reads only pending rows
+    whose ``next_at`` has passed, through the (status, next_at) index.
+    """
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        Index("ix_timers_status_next_at", "status", "next_at"),
+        Index("ix_timers_case_status", "case_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # state | obligation
+    state: Mapped[str | None] = mapped_column(String(64))
+    obligation_id: Mapped[int | None] = mapped_column(ForeignKey("obligations.id"))
+    start_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | cancelled
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    next_step: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TimerFiring(Base):
+    """One step of one timer that happened (or was skipped); unique so a step fires at most once."""
+
+    __tablename__ = "timer_firings"
+    __table_args__ = (UniqueConstraint("timer_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    timer_id: Mapped[int] = mapped_column(ForeignKey("timers.id"))
+    step: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # reminder | due | escalation
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(16))  # fired | skipped
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_by: Mapped[str] = mapped_column(String(128), default="")
+
+
+class Notification(Base):
+    """The outbox: written with the escalation that caused it, delivered afterwards."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_next_attempt", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    timer_id: Mapped[int | None] = mapped_column(ForeignKey("timers.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # reminder | escalation
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    target: Mapped[str] = mapped_column(String(32))  # unit_head | supervisor | lead | provincial_pc
+    target_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class InboxItem(Base):
+    """A notification as one person sees it in the app."""
+
+    __tablename__ = "inbox_items"
+    __table_args__ = (UniqueConstraint("notification_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Meta(Base):
+    """Small key/value facts about the installation (e.g. the calendar overrides fingerprint)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+__all__ = [
+    "Base",
+    "Case",
+    "Contact",
+    "HistoryEntry",
+    "InboxItem",
+    "Meta",
+    "Notification",
+    "Obligation",
+    "Timer",
+    "TimerFiring",
+    "Unit",
+    "UnitParent",
+    "User",
+]

@@ -1,0 +1,197 @@
+"""Units, their effective-dated parents and contacts; the hierarchy questions escalation asks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from .definitions import Target
+from .errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from .models import Contact, Unit, UnitParent
+
+
+class UnitKind(StrEnum):
+    """The kinds of public body in scope (DOMAIN.md, "Who is in scope")."""
+
+    PROVINCE_PC = "province_pc"  # UBND tỉnh
+    PROVINCE_OFFICE = "province_office"  # Văn phòng UBND tỉnh
+    DEPARTMENT = "department"  # Sở
+    BRANCH = "branch"  # Chi cục
+    DISTRICT_PC = "district_pc"  # UBND huyện (abolished 1 July 2025)
+    COMMUNE_PC = "commune_pc"  # UBND xã / phường / đặc khu
+    HIGH_SCHOOL = "high_school"  # THPT
+    LOWER_SECONDARY = "lower_secondary_school"  # THCS
+    OTHER = "other"
+
+
+def _valid_on(model: type[Unit] | type[UnitParent], day: date):  # type: ignore[no-untyped-def]
+    return and_(model.valid_from <= day, or_(model.valid_to.is_(None), model.valid_to > day))
+
+
+def create_unit(
+    session: Session,
+    *,
+    code: str,
+    name: str,
+    kind: str,
+    valid_from: date,
+    parent: Unit | None = None,
+    is_lead: bool = False,
+    valid_to: date | None = None,
+) -> Unit:
+    """Register a unit; its code must not be used by another unit in an overlapping period."""
+    problems = []
+    code = (code or "").strip()
+    name = (name or "").strip()
+    if not code:
+        problems.append(FieldProblem("code", "required"))
+    if not name:
+        problems.append(FieldProblem("name", "required"))
+    if kind not in {k.value for k in UnitKind}:
+        problems.append(FieldProblem("kind", f"unknown kind {kind!r}; one of {[k.value for k in UnitKind]}"))
+    if valid_to is not None and valid_to <= valid_from:
+        problems.append(FieldProblem("valid_to", "must be after valid_from"))
+    if problems:
+        raise ValidationFailed(problems)
+    clash = session.scalar(
+        select(Unit).where(
+            Unit.code == code,
+            or_(Unit.valid_to.is_(None), Unit.valid_to > valid_from),
+            *([Unit.valid_from < valid_to] if valid_to else []),
+        )
+    )
+    if clash is not None:
+        raise Conflict(f"code {code} is already used by {clash.name} from {clash.valid_from}")
+    unit = Unit(code=code, name=name, kind=kind, is_lead=is_lead, valid_from=valid_from, valid_to=valid_to)
+    session.add(unit)
+    session.flush()
+    if parent is not None:
+        set_parent(session, unit, parent, valid_from)
+    return unit
+
+
+def set_parent(session: Session, unit: Unit, parent: Unit, on: date) -> UnitParent:
+    """Make ``parent`` supervise ``unit`` from ``on``; the previous link ends that day."""
+    if parent.id == unit.id or unit.id in {u for u in ancestor_ids(session, parent.id, on)}:
+        raise ValidationFailed([FieldProblem("parent", "a unit cannot be under itself")])
+    current = session.scalar(
+        select(UnitParent).where(UnitParent.unit_id == unit.id, UnitParent.valid_to.is_(None))
+    )
+    if current is not None:
+        if current.valid_from >= on:
+            raise Conflict(f"unit {unit.code} already has a parent from {current.valid_from}")
+        current.valid_to = on
+    link = UnitParent(unit_id=unit.id, parent_id=parent.id, valid_from=on, valid_to=None)
+    session.add(link)
+    session.flush()
+    return link
+
+
+def set_contact(
+    session: Session, unit: Unit, role: str, name: str, email: str | None = None, phone: str | None = None
+) -> Contact:
+    """Set the unit's head or ISO officer."""
+    if role not in {"head", "iso_officer"}:
+        raise ValidationFailed([FieldProblem("role", "must be head or iso_officer")])
+    if not name.strip():
+        raise ValidationFailed([FieldProblem("name", "required")])
+    if email and "@" not in email:
+        raise ValidationFailed([FieldProblem("email", f"{email!r} is not an email address")])
+    contact = session.scalar(select(Contact).where(Contact.unit_id == unit.id, Contact.role == role))
+    if contact is None:
+        contact = Contact(unit_id=unit.id, role=role, name=name.strip(), email=email, phone=phone)
+        session.add(contact)
+    else:
+        contact.name, contact.email, contact.phone = name.strip(), email, phone
+    session.flush()
+    return contact
+
+
+def unit_by_code(session: Session, code: str, on: date) -> Unit:
+    """Return the unit holding ``code`` on ``on``; raise NotFound otherwise."""
+    unit = session.scalar(select(Unit).where(Unit.code == code, _valid_on(Unit, on)))
+    if unit is None:
+        raise NotFound("unit", code)
+    return unit
+
+
+def parent_id(session: Session, unit_id: int, on: date) -> int | None:
+    """Return the id of the unit's parent on ``on``."""
+    return session.scalar(
+        select(UnitParent.parent_id).where(UnitParent.unit_id == unit_id, _valid_on(UnitParent, on))
+    )
+
+
+def ancestor_ids(session: Session, unit_id: int, on: date) -> list[int]:
+    """Return the chain of parents above a unit on ``on``, nearest first."""
+    chain: list[int] = []
+    current: int | None = unit_id
+    while current is not None:
+        current = parent_id(session, current, on)
+        if current is None or current in chain or current == unit_id:
+            break
+        chain.append(current)
+    return chain
+
+
+def subtree_ids(session: Session, root_id: int, on: date) -> set[int]:
+    """Return the unit and every unit below it on ``on`` (a recursive query, one round trip)."""
+    links = select(UnitParent.unit_id).where(UnitParent.parent_id == root_id, _valid_on(UnitParent, on))
+    tree = links.cte("tree", recursive=True)
+    child = select(UnitParent.unit_id).join(tree, UnitParent.parent_id == tree.c.unit_id).where(
+        _valid_on(UnitParent, on)
+    )
+    tree = tree.union(child)
+    return {root_id, *session.scalars(select(tree.c.unit_id))}
+
+
+def lead_unit(session: Session, on: date) -> Unit | None:
+    """Return the lead unit (the Dept of S&T) on ``on``."""
+    return session.scalar(select(Unit).where(Unit.is_lead.is_(True), _valid_on(Unit, on)).limit(1))
+
+
+@dataclass(frozen=True)
+class EscalationBody:
+    """Who an escalation level goes to: the target kind and the unit that is that body."""
+
+    target: Target
+    unit_id: int | None
+
+
+def escalation_body(session: Session, unit_id: int, target: Target, on: date) -> EscalationBody:
+    """Resolve a ladder target to the body that is it for ``unit_id`` on ``on``.
+
+    unit head: the unit itself; supervisor: its parent; lead: the Dept of S&T; provincial PC: the
+    province People's Committee at the top of the unit's chain.
+    """
+    if target is Target.UNIT_HEAD:
+        return EscalationBody(target, unit_id)
+    if target is Target.SUPERVISOR:
+        return EscalationBody(target, parent_id(session, unit_id, on))
+    if target is Target.LEAD:
+        lead = lead_unit(session, on)
+        return EscalationBody(target, lead.id if lead else None)
+    chain = [unit_id, *ancestor_ids(session, unit_id, on)]
+    pcs = session.scalars(select(Unit.id).where(Unit.id.in_(chain), Unit.kind == UnitKind.PROVINCE_PC.value))
+    found = set(pcs)
+    top = next((u for u in reversed(chain) if u in found), None)
+    return EscalationBody(target, top)
+
+
+__all__ = [
+    "EscalationBody",
+    "UnitKind",
+    "ancestor_ids",
+    "create_unit",
+    "escalation_body",
+    "lead_unit",
+    "parent_id",
+    "set_contact",
+    "set_parent",
+    "subtree_ids",
+    "unit_by_code",
+]

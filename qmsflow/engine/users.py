@@ -1,0 +1,83 @@
+"""Users and passwords (argon2)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .definitions import Role
+from .errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from .models import Unit, User
+
+USER_ROLES = (Role.ADMIN, Role.LEAD, Role.SUPERVISOR, Role.UNIT_OFFICER, Role.VIEWER)
+SCOPED_ROLES = (Role.SUPERVISOR, Role.UNIT_OFFICER)
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_hasher = PasswordHasher()
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    role: str,
+    now: datetime,
+    unit: Unit | None = None,
+    full_name: str = "",
+    email: str | None = None,
+    password: str | None = None,
+) -> User:
+    """Create a user; supervisors and unit officers need a unit, the others may have one."""
+    problems = []
+    if not _USERNAME.match(username or ""):
+        problems.append(FieldProblem("username", "2-64 characters: lower-case letters, digits, . _ -"))
+    if role not in {r.value for r in USER_ROLES}:
+        problems.append(FieldProblem("role", f"one of {[r.value for r in USER_ROLES]}"))
+    elif Role(role) in SCOPED_ROLES and unit is None:
+        problems.append(FieldProblem("unit", f"a {role} needs a unit"))
+    if email is not None and "@" not in email:
+        problems.append(FieldProblem("email", f"{email!r} is not an email address"))
+    if password is not None and len(password) < 10:
+        problems.append(FieldProblem("password", "at least 10 characters"))
+    if problems:
+        raise ValidationFailed(problems)
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} already exists")
+    user = User(
+        username=username,
+        role=role,
+        unit_id=unit.id if unit else None,
+        full_name=full_name,
+        email=email,
+        password_hash=_hasher.hash(password) if password else None,
+        active=True,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def user_by_name(session: Session, username: str) -> User:
+    """Return the active user called ``username``; raise NotFound otherwise."""
+    user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
+    if user is None:
+        raise NotFound("user", username)
+    return user
+
+
+def check_password(user: User, password: str) -> bool:
+    """Return whether ``password`` is the user's; a user with no password never matches."""
+    if not user.password_hash:
+        return False
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+__all__ = ["SCOPED_ROLES", "USER_ROLES", "check_password", "create_user", "user_by_name"]
