@@ -6,13 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import select
 
 from .config import Settings
 from .engine.calendar import WorkingCalendar
 from .engine.clock import Clock, SystemClock
 from .engine.db import Database, make_engine
-from .engine.models import Meta
 from .engine.registry import Registry
 from .engine.runtime import Runtime
 
@@ -54,11 +52,4 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     )
 
 
-def calendar_changed(db: Database, rt: Runtime) -> bool:
-    """Return whether the calendar overrides differ from those the stored timers were planned with."""
-    with db.read() as session:
-        stored = session.scalar(select(Meta.value).where(Meta.key == "calendar_fingerprint"))
-    return stored != rt.calendar.overrides.fingerprint()
-
-
-__all__ = ["alembic_config", "build_runtime", "calendar_changed", "open_database", "upgrade"]
+__all__ = ["alembic_config", "build_runtime", "open_database", "upgrade"]

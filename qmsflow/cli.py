@@ -24,6 +24,7 @@ from .engine.errors import (
     ConfigurationError,
     Conflict,
     DefinitionError,
+    FieldProblem,
     GuardFailed,
     InvalidTransition,
     NotFound,
@@ -32,8 +33,9 @@ from .engine.errors import (
     StaleVersion,
     ValidationFailed,
 )
-from .engine.models import HistoryEntry, Meta, Unit
+from .engine.models import HistoryEntry, Unit
 from .engine.permissions import Actor
+from .engine.replanning import apply_calendar, stored_fingerprint
 from .engine.runtime import Runtime
 from .engine.units import unit_by_code
 from .engine.users import USER_ROLES, create_user, user_by_name
@@ -109,14 +111,10 @@ def _initialise(app: App) -> None:
     app.settings = ensure_instance(app.settings)
     bootstrap.upgrade(app.db)
     with app.db.write() as session:
-        meta = session.get(Meta, "calendar_fingerprint")
-        fingerprint = app.rt.calendar.overrides.fingerprint()
-        if meta is None:
-            session.add(Meta(key="calendar_fingerprint", value=fingerprint))
-        elif meta.value != fingerprint:
-            moved = _replan(session, app.rt)
-            meta.value = fingerprint
-            click.echo(f"calendar overrides changed: {len(moved)} pending timers re-planned")
+        known = stored_fingerprint(session)
+        moved = apply_calendar(session, app.rt) if known != app.rt.calendar.overrides.fingerprint() else []
+        if known is not None and moved:
+            click.echo(f"calendar overrides changed: {len(moved)} pending deadlines re-planned")
 
 
 @main.command()
@@ -260,9 +258,7 @@ def _parse_data(items: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
-def _problem(field: str, message: str):  # type: ignore[no-untyped-def]
-    from .engine.errors import FieldProblem
-
+def _problem(field: str, message: str) -> FieldProblem:
     return FieldProblem(field, message)
 
 
@@ -394,14 +390,6 @@ def audit_verify(ctx: click.Context) -> None:
 # --------------------------------------------------------------------------------------- calendar
 
 
-def _replan(session: Any, rt: Runtime) -> list[Any]:
-    from .engine.models import Case
-    from .engine.timers import replan
-
-    keys = {cid: (name, version) for cid, name, version in session.execute(select(Case.id, Case.workflow, Case.workflow_version))}
-    return replan(session, rt.calendar, lambda case_id: rt.registry.get(*keys[case_id]))
-
-
 @main.group()
 def calendar() -> None:
     """The working calendar."""
@@ -429,15 +417,10 @@ def calendar_replan(ctx: click.Context) -> None:
     """Re-plan pending timers against the current calendar overrides."""
     app = _app(ctx)
     with engine_errors(), app.db.write() as session:
-        moved = _replan(session, app.rt)
-        meta = session.get(Meta, "calendar_fingerprint")
-        if meta is None:
-            session.add(Meta(key="calendar_fingerprint", value=app.rt.calendar.overrides.fingerprint()))
-        else:
-            meta.value = app.rt.calendar.overrides.fingerprint()
-        for timer, old, new in moved:
-            click.echo(f"timer {timer.id} ({timer.name}, case #{timer.case_id}): {old} -> {new}")
-        click.echo(f"{len(moved)} timers re-planned")
+        moved = apply_calendar(session, app.rt)
+        for m in moved:
+            click.echo(f"timer {m.timer_id} ({m.name}, case #{m.case_id}): {m.old_due} -> {m.new_due}")
+        click.echo(f"{len(moved)} deadlines re-planned")
 
 
 if __name__ == "__main__":  # pragma: no cover

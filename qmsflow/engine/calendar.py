@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 import holidays
@@ -62,7 +62,10 @@ class CalendarOverrides:
                     target[day] = name
         both = set(days_off) & set(working)
         if both:
-            raise ValueError(f"calendar override lists {sorted(both)} as both day off and working day")
+            raise ValueError(
+                f"calendar override lists {', '.join(d.isoformat() for d in sorted(both))}"
+                " as both day off and working day"
+            )
         return cls(days_off=days_off, working_days=working)
 
     def fingerprint(self) -> str:
@@ -146,7 +149,8 @@ class WorkingCalendar:
         if length < 0:
             raise ValueError("a period cannot be negative")
         if unit is LengthUnit.WORKING_DAYS:
-            return self.add_working_days(start, length)
+            # on_or_after matters for length 0 only: a zero period started on a day off
+            return self.on_or_after(self.add_working_days(start, length))
         if unit is LengthUnit.DAYS:
             last = start + timedelta(days=length)
         else:
@@ -176,7 +180,7 @@ def add_months(start: date, months: int) -> date:
 def deadline_instant(due: date) -> datetime:
     """Return the UTC instant at which a due date has passed: 00:00 local time the next day."""
     local_midnight = datetime.combine(due + timedelta(days=1), time(0, 0), tzinfo=LOCAL_TZ)
-    return local_midnight.astimezone(timezone.utc)
+    return local_midnight.astimezone(UTC)
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ class SystemClock:
 
     def now(self) -> datetime:
         """Return the wall-clock instant in UTC."""
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FixedClock:
@@ -48,7 +48,7 @@ def ensure_utc(at: datetime) -> datetime:
     """Return ``at`` as an aware UTC datetime; a naive value is refused rather than guessed."""
     if at.tzinfo is None:
         raise ValueError(f"naive datetime {at!r}: give a timezone")
-    return at.astimezone(timezone.utc)
+    return at.astimezone(UTC)
 
 
 def local_date(at: datetime) -> date:

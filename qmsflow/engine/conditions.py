@@ -25,6 +25,8 @@ _LITERAL_NAMES: dict[str, Any] = {
     "None": None,
 }
 
+_MAX_DEPTH = 100
+
 _COMPARE = {
     ast.Eq: lambda a, b: a == b,
     ast.NotEq: lambda a, b: a != b,
@@ -65,8 +67,24 @@ def parse_condition(source: str) -> Condition:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise ConditionError(source, f"syntax error at column {exc.offset}") from None
+    except (RecursionError, MemoryError):
+        # CPython's parser gives up on very deep nesting with these, not with a SyntaxError.
+        raise ConditionError(source, "nested too deeply") from None
+    if _depth(tree) > _MAX_DEPTH:
+        # checked before _check and evaluate recurse, so neither can exhaust the stack
+        raise ConditionError(source, f"nested more than {_MAX_DEPTH} levels deep")
     _check(tree.body, source)
     return Condition(source=source.strip(), tree=tree)
+
+
+def _depth(tree: ast.AST) -> int:
+    deepest = 0
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _check(node: ast.AST, source: str) -> None:
@@ -92,8 +110,10 @@ def _check(node: ast.AST, source: str) -> None:
         if isinstance(node.value, ast.Name):
             if node.value.id != "data":
                 raise ConditionError(source, f"fields are read as data.<name>, not {node.value.id}.<name>")
-        else:
+        elif isinstance(node.value, ast.Attribute):
             _check(node.value, source)
+        else:
+            raise ConditionError(source, "only fields can be read: data.<name>, data.<name>.<name>")
     elif isinstance(node, ast.Name):
         if node.id not in _LITERAL_NAMES:
             raise ConditionError(
@@ -127,7 +147,7 @@ def _eval(node: ast.AST, data: Mapping[str, Any]) -> Any:
         return -operand if isinstance(operand, int) else None
     if isinstance(node, ast.Compare):
         left = _eval(node.left, data)
-        for op, comparator in zip(node.ops, node.comparators):
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = _eval(comparator, data)
             try:
                 ok = _COMPARE[type(op)](left, right)

@@ -13,16 +13,17 @@ non-interrupting boundary timer event whose working-day length and ladder ride i
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-import datetime as dt
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
 from .calendar import LengthUnit
@@ -263,6 +264,8 @@ def parse_definition(text: str, filename: str = "<string>") -> Definition:
     yaml = YAML(typ="rt", pure=True)
     try:
         raw = yaml.load(text)
+    except DuplicateKeyError as exc:
+        raise DefinitionError([_duplicate_key_problem(text, filename, exc)]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -278,8 +281,14 @@ def parse_definition(text: str, filename: str = "<string>") -> Definition:
         spec = DefinitionSpec.model_validate(_plain(raw))
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
-            loc = [p for p in err["loc"] if not _is_pydantic_union_tag(p)]
+        errors = [(err, [p for p in err["loc"] if not _is_pydantic_union_tag(p)]) for err in exc.errors()]
+        for err, loc in errors:
+            if len(loc) < len(err["loc"]) and any(
+                len(other) > len(loc) and other[: len(loc)] == loc for _, other in errors
+            ):
+                # a union member that did not fit at all, when another member fitted and failed
+                # deeper: "escalation: should be a string" would hide "escalation.0.after: >= 0".
+                continue
             problems.append(DefinitionProblem(filename, locate.line(loc), _dotted(loc), err["msg"]))
         raise DefinitionError(_dedupe(problems)) from None
     problems = []
@@ -287,6 +296,45 @@ def parse_definition(text: str, filename: str = "<string>") -> Definition:
     if problems or compiled is None:
         raise DefinitionError(problems)
     return compiled
+
+
+def _duplicate_key_problem(text: str, filename: str, exc: DuplicateKeyError) -> DefinitionProblem:
+    """Name a duplicated key by its dotted path; ruamel only gives the marks of the mapping and the key."""
+    match = re.search(r'duplicate key "(.*?)" with value', str(exc.problem))
+    name = match.group(1) if match else ""
+    line = exc.problem_mark.line + 1 if exc.problem_mark else None
+    found = None
+    if exc.context_mark is not None:
+        lenient = YAML(typ="rt", pure=True)
+        lenient.allow_duplicate_keys = True  # keeps the first value, so lc knows the first line
+        try:
+            found = _find_mapping(lenient.load(text), (exc.context_mark.line, exc.context_mark.column), [])
+        except Exception:  # the marks are enough for a message; never let this hide the problem
+            found = None
+    if found is None:
+        return DefinitionProblem(filename, line, name, f"duplicate key {name!r}")
+    path, mapping = found
+    try:
+        first = f": first given on line {mapping.lc.key(name)[0] + 1}"
+    except (KeyError, TypeError, AttributeError):
+        first = ""
+    return DefinitionProblem(filename, line, _dotted([*path, name]), f"duplicate key {name!r}{first}")
+
+
+def _find_mapping(node: Any, mark: tuple[int, int], path: list[object]) -> tuple[list[object], Any] | None:
+    if isinstance(node, Mapping):
+        if hasattr(node, "lc") and (node.lc.line, node.lc.col) == mark:
+            return path, node
+        children: Iterable[tuple[object, Any]] = node.items()
+    elif isinstance(node, list):
+        children = enumerate(node)
+    else:
+        return None
+    for key, child in children:
+        found = _find_mapping(child, mark, [*path, key])
+        if found is not None:
+            return found
+    return None
 
 
 def _is_pydantic_union_tag(part: object) -> bool:
@@ -521,7 +569,7 @@ class _Compiler:
         elif timer.escalation is not None:
             ladder = tuple(timer.escalation)
         offsets = [(lv.unit, lv.after) for lv in ladder]
-        for (u1, a1), (u2, a2) in zip(offsets, offsets[1:]):
+        for (u1, a1), (u2, a2) in zip(offsets, offsets[1:], strict=False):
             if u1 == u2 and a2 < a1:
                 self.problem(loc + ["escalation"], "ladder levels must not go back in time")
                 break
@@ -536,7 +584,9 @@ class _Compiler:
         while frontier:
             current = frontier.pop()
             for t in transitions:
-                if t.source == current and t.dest is not None and t.dest not in reached:
+                # a destination that is not a state was reported by _event; following it would
+                # report a phantom "states.<typo>" as well
+                if t.source == current and t.dest in spec.states and t.dest not in reached:
                     reached.add(t.dest)
                     frontier.append(t.dest)
         for name in spec.states:

@@ -13,7 +13,7 @@ import hmac
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -24,7 +24,7 @@ from .models import Case, HistoryEntry
 
 def canonical_instant(at: datetime) -> str:
     """Return the fixed text form of an instant used in hashes."""
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def check_plain(value: Any, path: str = "data") -> None:

@@ -8,7 +8,7 @@ a ``Machine`` and never ``add_model`` (transitions issues #146, #379, #434).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +27,10 @@ class CaseModel:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _condition_callback(condition: Condition):  # type: ignore[no-untyped-def]
+def _condition_callback(condition: Condition) -> Callable[[EventData], bool]:
     def holds(event_data: EventData) -> bool:
-        return condition.evaluate(event_data.model.data)
+        model: CaseModel = event_data.model  # type: ignore[assignment]
+        return condition.evaluate(model.data)
 
     holds.__name__ = f"when[{condition.source}]"
     return holds
@@ -51,7 +52,7 @@ class CompiledMachine:
             model_override=False,
         )
         for t in definition.transitions:
-            conditions = [_condition_callback(t.when)] if t.when is not None else []
+            conditions: list[str | Callable[..., bool | None]] = [_condition_callback(t.when)] if t.when else []
             # dest=None is transitions' internal transition: the state stays, no exit/enter.
             self.machine.add_transition(t.event, t.source, t.dest, conditions=conditions)
 

@@ -7,6 +7,7 @@ the sweep's query is an index range scan and a changed calendar re-plans by reco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from .calendar import LengthUnit, WorkingCalendar, add_months, deadline_instant
 from .clock import LOCAL_TZ, local_date
 from .definitions import Definition, LadderLevel, Target, TimerSpec
-from .errors import GuardFailed, FieldProblem
+from .errors import FieldProblem, GuardFailed
 from .models import Case, Timer
 
 
@@ -161,7 +162,12 @@ def close_timers(session: Session, case: Case, now: datetime, *, state: str | No
     return count
 
 
-def replan(session: Session, calendar: WorkingCalendar, definition_of, since: date | None = None) -> list[tuple[Timer, date, date]]:  # type: ignore[no-untyped-def]
+def replan(
+    session: Session,
+    calendar: WorkingCalendar,
+    definition_of: Callable[[int], Definition],
+    since: date | None = None,
+) -> list[tuple[Timer, date, date]]:
     """Recompute the due dates of pending timers (after a calendar change); return what moved.
 
     ``definition_of(case_id)`` returns the definition a timer's case runs on. Only timers that

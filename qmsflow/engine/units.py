@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from .definitions import Target
@@ -28,7 +28,7 @@ class UnitKind(StrEnum):
     OTHER = "other"
 
 
-def _valid_on(model: type[Unit] | type[UnitParent], day: date):  # type: ignore[no-untyped-def]
+def _valid_on(model: type[Unit] | type[UnitParent], day: date) -> ColumnElement[bool]:
     return and_(model.valid_from <= day, or_(model.valid_to.is_(None), model.valid_to > day))
 
 

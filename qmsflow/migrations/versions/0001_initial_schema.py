@@ -1,7 +1,7 @@
 """Initial schema: units, contacts, users, cases, history, obligations, timers, firings, outbox, inbox.
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-28
 """
 

@@ -1,0 +1,59 @@
+"""Applying a changed working calendar to the deadlines already planned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import history
+from .models import Case, Meta, Timer
+from .runtime import Runtime
+from .timers import replan
+
+FINGERPRINT_KEY = "calendar_fingerprint"
+
+
+@dataclass(frozen=True)
+class MovedDeadline:
+    """One pending timer whose due date the new calendar moved."""
+
+    timer_id: int
+    case_id: int
+    name: str
+    old_due: date
+    new_due: date
+
+
+def stored_fingerprint(session: Session) -> str | None:
+    """Return the fingerprint of the overrides the stored timers were planned with."""
+    return session.scalar(select(Meta.value).where(Meta.key == FINGERPRINT_KEY))
+
+
+def apply_calendar(session: Session, rt: Runtime) -> list[MovedDeadline]:
+    """Re-plan every pending timer on the runtime's calendar, note each move in its case history."""
+    keys = {cid: (name, version) for cid, name, version in session.execute(select(Case.id, Case.workflow, Case.workflow_version))}
+    moved: list[tuple[Timer, date, date]] = replan(session, rt.calendar, lambda case_id: rt.registry.get(*keys[case_id]))
+    now = rt.clock.now()
+    out = []
+    for timer, old, new in moved:
+        case = session.scalar(select(Case).where(Case.id == timer.case_id).with_for_update())
+        assert case is not None
+        history.append(
+            session, rt.history_key, case, at=now, kind="deadline_moved", actor="system",
+            data={"timer": timer.name, "from": old.isoformat(), "to": new.isoformat(), "reason": "calendar"},
+        )
+        out.append(MovedDeadline(timer.id, timer.case_id, timer.name, old, new))
+    meta = session.get(Meta, FINGERPRINT_KEY)
+    fingerprint = rt.calendar.overrides.fingerprint()
+    if meta is None:
+        session.add(Meta(key=FINGERPRINT_KEY, value=fingerprint))
+    else:
+        meta.value = fingerprint
+    session.flush()
+    return out
+
+
+__all__ = ["MovedDeadline", "apply_calendar", "stored_fingerprint"]

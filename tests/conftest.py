@@ -1,0 +1,247 @@
+"""Fixtures shared by every suite: backends, database, runtime, clock, a small province.
+
+Every database test runs on SQLite and on PostgreSQL. PostgreSQL comes from
+QMSFLOW_TEST_POSTGRES_URL (``.ci/run`` creates a fresh database and passes it); without it the suite
+tries the local server on 127.0.0.1:5432, makes its own throw-away database and drops it at the end.
+If no server answers, the PostgreSQL suite is skipped and the run says so at the end; with
+QMSFLOW_REQUIRE_ALL_SUITES=1 (set by ``.ci/run``) a skipped suite fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from qmsflow.bootstrap import upgrade
+from qmsflow.config import CALENDAR_FILE
+from qmsflow.engine import Actor, FixedClock, Registry, Runtime, WorkingCalendar
+from qmsflow.engine.calendar import CalendarOverrides
+from qmsflow.engine.clock import LOCAL_TZ
+from qmsflow.engine.db import Database, make_engine
+from qmsflow.engine.models import Base, Unit
+from qmsflow.engine.units import UnitKind, create_unit, set_contact
+from qmsflow.engine.users import create_user
+from qmsflow.workflows import DIRECTORY as WORKFLOWS
+
+HISTORY_KEY = b"test-history-key"
+SKIPPED_SUITES: dict[str, str] = {}
+REQUIRE_ALL = os.environ.get("QMSFLOW_REQUIRE_ALL_SUITES") == "1"
+
+
+def local(day: date, hour: int = 9, minute: int = 0) -> datetime:
+    """An aware instant at ``hour`` on ``day`` in Asia/Ho_Chi_Minh."""
+    return datetime.combine(day, time(hour, minute), tzinfo=LOCAL_TZ)
+
+
+# ------------------------------------------------------------------------------------- PostgreSQL
+
+
+class _Postgres:
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.created: str | None = None
+        self.reason = ""
+
+    def start(self) -> str | None:
+        given = os.environ.get("QMSFLOW_TEST_POSTGRES_URL")
+        if given:
+            self.url = given
+            return self.url
+        admin = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        try:
+            engine = create_engine(admin, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+            name = f"qmsflow_test_{uuid.uuid4().hex[:10]}"
+            with engine.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            engine.dispose()
+        except Exception as exc:  # no server, no rights: the suite is skipped and says why
+            self.reason = f"PostgreSQL not reachable on 127.0.0.1:5432 ({type(exc).__name__})"
+            return None
+        self.created = name
+        self.url = str(make_url(admin).set(database=name).render_as_string(hide_password=False))
+        return self.url
+
+    def stop(self) -> None:
+        if not self.created:
+            return
+        engine = create_engine(
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+        )
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.created}" WITH (FORCE)'))
+        engine.dispose()
+
+
+_POSTGRES = _Postgres()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """The PostgreSQL database of this run, or None when there is none."""
+    url = _POSTGRES.start()
+    yield url
+    _POSTGRES.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once with Alembic; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    db = Database(make_engine(f"sqlite:///{path}"))
+    upgrade(db)
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_db(postgres_url: str | None) -> Iterator[Database | None]:
+    """The migrated PostgreSQL database shared by the run (tables emptied between tests)."""
+    if postgres_url is None:
+        yield None
+        return
+    db = Database(make_engine(postgres_url))
+    upgrade(db)
+    yield db
+    db.dispose()
+
+
+def _truncate(db: Database) -> None:
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend a test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty, migrated database on the test's backend."""
+    if backend == "sqlite":
+        path = tmp_path / "qmsflow.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        database = Database(make_engine(f"sqlite:///{path}"))
+        yield database
+        database.dispose()
+        return
+    pg: Database | None = request.getfixturevalue("postgres_db")
+    if pg is None:
+        SKIPPED_SUITES["postgresql"] = _POSTGRES.reason
+        if REQUIRE_ALL:
+            pytest.fail(f"PostgreSQL suite required but unavailable: {_POSTGRES.reason}")
+        pytest.skip(_POSTGRES.reason)
+    _truncate(pg)
+    yield pg
+
+
+# ----------------------------------------------------------------------------------- the runtime
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    """The shipped definitions, compiled once."""
+    return Registry.from_directory(WORKFLOWS)
+
+
+@pytest.fixture(scope="session")
+def shipped_overrides() -> CalendarOverrides:
+    """The calendar overrides shipped in config/."""
+    return CalendarOverrides.from_mapping(YAML(typ="safe", pure=True).load(CALENDAR_FILE.read_text("utf-8")))
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """A clock standing at Monday 5 January 2026, 09:00 in Vietnam; tests move it."""
+    return FixedClock(local(date(2026, 1, 5)))
+
+
+@pytest.fixture
+def rt(registry: Registry, shipped_overrides: CalendarOverrides, clock: FixedClock) -> Runtime:
+    """The runtime services share, on the test clock."""
+    return Runtime(
+        registry=registry, calendar=WorkingCalendar(shipped_overrides), clock=clock, history_key=HISTORY_KEY
+    )
+
+
+# ---------------------------------------------------------------------------------- the province
+
+
+@dataclass
+class Province:
+    """A small province: units by code and an actor per role."""
+
+    units: dict[str, Unit] = field(default_factory=dict)
+    actors: dict[str, Actor] = field(default_factory=dict)
+
+
+PROVINCE_UNITS = [
+    ("91", "UBND tỉnh An Giang", UnitKind.PROVINCE_PC, None, False),
+    ("SKHCN", "Sở Khoa học và Công nghệ", UnitKind.DEPARTMENT, "91", True),
+    ("SGDDT", "Sở Giáo dục và Đào tạo", UnitKind.DEPARTMENT, "91", False),
+    ("SNV", "Sở Nội vụ", UnitKind.DEPARTMENT, "91", False),
+    ("30301", "UBND phường Mỹ Thới", UnitKind.COMMUNE_PC, "91", False),
+    ("THPT-TNH", "Trường THPT Thoại Ngọc Hầu", UnitKind.HIGH_SCHOOL, "SGDDT", False),
+    ("THCS-MT", "Trường THCS Mỹ Thới", UnitKind.LOWER_SECONDARY, "30301", False),
+]
+
+PROVINCE_USERS = [
+    ("admin", "admin", None),
+    ("lead", "lead", "SKHCN"),
+    ("gddt", "supervisor", "SGDDT"),
+    ("mythoi", "supervisor", "30301"),
+    ("tnh", "unit_officer", "THPT-TNH"),
+    ("thcs", "unit_officer", "THCS-MT"),
+    ("snv", "unit_officer", "SNV"),
+    ("viewer", "viewer", None),
+]
+
+
+@pytest.fixture
+def province(db: Database, clock: FixedClock) -> Province:
+    """Units (province PC, lead, supervisors, schools) and one user per role, made through services."""
+    p = Province()
+    with db.write() as session:
+        for code, name, kind, parent, lead in PROVINCE_UNITS:
+            p.units[code] = create_unit(
+                session, code=code, name=name, kind=kind.value, valid_from=date(2025, 7, 1),
+                parent=p.units[parent] if parent else None, is_lead=lead,
+            )
+            set_contact(session, p.units[code], "head", f"Head of {code}", email=f"head@{code.lower()}.example")
+            set_contact(session, p.units[code], "iso_officer", f"ISO of {code}", email=f"iso@{code.lower()}.example")
+        for username, role, unit in PROVINCE_USERS:
+            user = create_user(
+                session, username=username, role=role, unit=p.units[unit] if unit else None,
+                email=f"{username}@example.org", now=clock.now(),
+            )
+            p.actors[username] = Actor.of(user)
+    return p
+
+
+# ------------------------------------------------------------------------------------ the summary
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which suites did not run, so a green run on a bare machine is not mistaken for a full one."""
+    if SKIPPED_SUITES:
+        terminalreporter.section("suites skipped")
+        for suite, reason in SKIPPED_SUITES.items():
+            terminalreporter.write_line(f"{suite}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With QMSFLOW_REQUIRE_ALL_SUITES=1 a skipped suite fails the run."""
+    if REQUIRE_ALL and SKIPPED_SUITES and exitstatus == 0:
+        session.exitstatus = 1

@@ -1,0 +1,108 @@
+"""The command line an operator uses: init, demo, users, cases, workflows, audit, calendar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import update
+
+from qmsflow.cli import main
+from qmsflow.engine import Database
+from qmsflow.engine.models import HistoryEntry
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def run(db: Database, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run ``qmsflow ARGS`` against the test database with its own instance folder."""
+    env = {
+        "QMSFLOW_INSTANCE_PATH": str(tmp_path / "instance"),
+        "QMSFLOW_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
+        "QMSFLOW_HISTORY_KEY": "cli-test-key",
+    }
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def test_init_is_idempotent_and_demo_loads_once(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("init").exit_code == 0
+    assert run("init").exit_code == 0
+    first = run("demo")
+    assert first.exit_code == 0, first.output
+    assert "demo loaded: 12 units, 11 users, 12 cases" in first.output
+    again = run("demo")
+    assert again.exit_code == 0 and "not loaded again" in again.output
+    verified = run("audit", "verify")
+    assert verified.exit_code == 0 and "ok: 12 cases" in verified.output
+
+
+def test_a_user_advances_a_case_and_refusals_have_distinct_exit_codes(run) -> None:  # type: ignore[no-untyped-def]
+    run("demo")
+    listed = json.loads(run("cases", "list", "--as", "stp.iso", "--json").output)
+    assert [c["unit"] for c in listed] == ["STP"]  # a unit officer sees only its unit
+    case = listed[0]
+    assert case["state"] == "building"
+    ok = run("cases", "advance", str(case["id"]), "establish_committee", "--as", "stp.iso",
+             "--data", "committee_decision_number=70/QĐ-STP", "--data", '{"committee_decided_on": "2026-06-05"}',
+             "--expect-version", str(case["version"]))
+    assert ok.exit_code == 0, ok.output
+    assert "building -> building (version 3)" in ok.output
+    stale = run("cases", "advance", str(case["id"]), "establish_committee", "--as", "stp.iso",
+                "--data", "committee_decision_number=x", "--data", "committee_decided_on=2026-06-05", "--expect-version", "2")
+    assert stale.exit_code == 5 and "reload" in stale.output
+    hidden = run("cases", "advance", str(case["id"]), "start_applying", "--as", "tnh.iso")
+    assert hidden.exit_code == 4
+    not_allowed = run("cases", "advance", str(case["id"]), "start_applying", "--as", "lanhdao")
+    assert not_allowed.exit_code == 3
+    invalid = run("cases", "advance", str(case["id"]), "announce", "--as", "stp.iso")
+    assert invalid.exit_code == 6
+    guarded = run("cases", "advance", str(case["id"]), "start_applying", "--as", "stp.iso")
+    assert guarded.exit_code == 7 and "Ban chỉ đạo" in guarded.output
+    bad_json = run("cases", "advance", str(case["id"]), "issue_documents", "--as", "stp.iso", "--data", "{oops")
+    assert bad_json.exit_code == 2
+    shown = run("cases", "show", str(case["id"]), "--as", "tdc.lan")
+    assert "70/QĐ-STP" in shown.output and "build_due" in shown.output
+
+
+def test_users_create_checks_role_and_unit(run) -> None:  # type: ignore[no-untyped-def]
+    run("demo")
+    made = run("users", "create", "snv.deputy", "--role", "unit_officer", "--unit", "SNV", "--email", "d@snv.example",
+               "--password-stdin", input="a long enough password\n")
+    assert made.exit_code == 0, made.output
+    assert run("users", "create", "nobody", "--role", "supervisor").exit_code == 2
+    assert run("users", "create", "snv.deputy", "--role", "viewer").exit_code == 8
+    assert run("users", "create", "x.y", "--role", "unit_officer", "--unit", "NOPE").exit_code == 4
+    assert "snv.deputy" in run("users", "list").output
+
+
+def test_audit_verify_fails_on_tampering(run, db: Database) -> None:  # type: ignore[no-untyped-def]
+    run("demo")
+    with db.write() as session:
+        session.execute(update(HistoryEntry).where(HistoryEntry.id == 5).values(actor="someone else"))
+    result = run("audit", "verify")
+    assert result.exit_code == 1
+    assert "edited" in result.output
+
+
+def test_workflows_validate_lists_every_problem_and_fails(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    shipped = run("workflows", "validate", str(Path(__file__).parents[1] / "qmsflow" / "workflows"))
+    assert shipped.exit_code == 0 and shipped.output.count(": ok") == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nversion: 0\nlabel: {vi: a, en: b}\ninitial: s\nstates: {s: {kind: task, label: {vi: a, en: b}}}\nevents: {}\n")
+    result = run("workflows", "validate", str(bad))
+    assert result.exit_code == 9
+    assert "version" in result.output and "events" in result.output and f"{bad}:2" in result.output
+    listed = run("workflows", "list")
+    assert "qms_lifecycle v1" in listed.output and "corrective_action v1" in listed.output
+
+
+def test_calendar_show_lists_tet_and_the_make_up_saturday(run) -> None:  # type: ignore[no-untyped-def]
+    out = run("calendar", "show", "2026").output
+    assert "2026-02-17" in out and "2026-08-22 Sat working" in out
