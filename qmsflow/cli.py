@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from . import bootstrap
 from .config import Settings, ensure_instance, load_settings
 from .engine import cases, history
-from .engine.clock import LOCAL_TZ, Clock, SystemClock, local_date
+from .engine.clock import LOCAL_TZ, Clock, FixedClock, SystemClock, local_date
 from .engine.db import Database
 from .engine.definitions import load_definition
 from .engine.errors import (
@@ -33,10 +33,13 @@ from .engine.errors import (
     StaleVersion,
     ValidationFailed,
 )
-from .engine.models import HistoryEntry, Unit
+from .engine.models import Case, HistoryEntry, Timer, Unit
+from .engine.notifications import MailSettings, SmtpMailer, route
 from .engine.permissions import Actor
 from .engine.replanning import apply_calendar, stored_fingerprint
 from .engine.runtime import Runtime
+from .engine.scheduling import SchedulerService, worker_name
+from .engine.sweep import sweep
 from .engine.units import unit_by_code
 from .engine.users import USER_ROLES, create_user, user_by_name
 
@@ -421,6 +424,143 @@ def calendar_replan(ctx: click.Context) -> None:
         for m in moved:
             click.echo(f"timer {m.timer_id} ({m.name}, case #{m.case_id}): {m.old_due} -> {m.new_due}")
         click.echo(f"{len(moved)} deadlines re-planned")
+
+
+# ------------------------------------------------------------------------------- timers, scheduler
+
+
+def _parse_instant(value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 instant such as 2026-02-23T08:00:00+07:00") from None
+    if at.tzinfo is None:
+        raise click.BadParameter("give a UTC offset, e.g. +07:00")
+    return at
+
+
+def _mail_settings(settings: Settings) -> MailSettings:
+    smtp = settings.smtp
+    return MailSettings(
+        enabled=smtp.enabled, sender=smtp.sender,
+        retry_initial_seconds=smtp.retry_initial_seconds, retry_max_seconds=smtp.retry_max_seconds,
+    )
+
+
+def _mailer(settings: Settings) -> SmtpMailer | None:
+    smtp = settings.smtp
+    if not smtp.enabled:
+        return None
+    return SmtpMailer(smtp.host, smtp.port, username=smtp.username, password=smtp.password, starttls=smtp.starttls)
+
+
+def _service(app: App, **kwargs: Any) -> SchedulerService:
+    s = app.settings.scheduler
+    return SchedulerService(
+        db=app.db, rt=app.rt, mail=_mail_settings(app.settings), mailer=_mailer(app.settings),
+        interval_seconds=s.sweep_interval_seconds, batch_size=s.batch_size, digest_time=s.digest_time, **kwargs,
+    )
+
+
+@main.command()
+@click.option("--now", "now_text", help="Sweep as of this instant (ISO 8601 with offset); default: now.")
+@click.option("--json", "as_json", is_flag=True, help="Print what fired as JSON.")
+@click.option("--dry-run", is_flag=True, help="Show what would fire, fire nothing.")
+@click.pass_context
+def tick(ctx: click.Context, now_text: str | None, as_json: bool, dry_run: bool) -> None:
+    """Run one sweep (and route the outbox) and print what fired."""
+    app = _app(ctx)
+    if now_text:
+        app.clock = FixedClock(_parse_instant(now_text))
+    with engine_errors():
+        now = app.clock.now()
+        report = sweep(app.db, app.rt, now, batch_size=app.settings.scheduler.batch_size, worker=f"tick:{worker_name()}", dry_run=dry_run)
+        routed = 0 if dry_run else route(app.db, now, _mail_settings(app.settings))
+    if as_json:
+        click.echo(json.dumps({
+            "now": now.isoformat(), "dry_run": dry_run, "routed": routed, "failed_cases": report.failed_cases,
+            "fired": [
+                {"case": f.case_id, "timer_id": f.timer_id, "timer": f.timer, "step": f.step, "kind": f.kind, "level": f.level,
+                 "outcome": f.outcome, "scheduled_at": f.scheduled_at.isoformat(), "detail": f.detail}
+                for f in report.fired
+            ],
+        }, ensure_ascii=False))
+        return
+    for f in report.fired:
+        step = f.kind + (f" {f.level}" if f.level else "")
+        click.echo(f"case #{f.case_id:<5} {f.timer:<24} {step:<12} {f.outcome:<8} at {_local(f.scheduled_at)} {f.detail}")
+    verb = "would fire" if dry_run else "fired"
+    click.echo(f"{verb} {report.count} steps, skipped {len(report.fired) - report.count}; {len(report.failed_cases)} cases failed")
+
+
+@main.group()
+def timers() -> None:
+    """Inspect planned deadlines."""
+
+
+@timers.command("list")
+@click.option("--due-before", "due_before", help="Only timers whose next step is before this instant (ISO 8601).")
+@click.option("--limit", default=100, show_default=True)
+@click.pass_context
+def timers_list(ctx: click.Context, due_before: str | None, limit: int) -> None:
+    """List pending timers by their next step."""
+    app = _app(ctx)
+    with app.db.read() as session:
+        query = select(Timer, Case, Unit).join(Case, Case.id == Timer.case_id).join(Unit, Unit.id == Case.unit_id)
+        query = query.where(Timer.status == "pending").order_by(Timer.next_at, Timer.id).limit(limit)
+        if due_before:
+            query = query.where(Timer.next_at < _parse_instant(due_before))
+        for timer, case, unit in session.execute(query).tuples():
+            click.echo(
+                f"timer {timer.id:<5} case #{case.id:<5} {unit.code:<9} {timer.name:<24} due {timer.due_date} "
+                f"next step {timer.next_step} at {_local(timer.next_at)} level {timer.level}"
+            )
+
+
+@main.command()
+@click.option("--now", "now_text", help="Run on a clock standing at this instant (for tests and drills).")
+@click.option("--exit-when-idle", is_flag=True, help="Stop after the first sweep that finds nothing due.")
+@click.option("--interval", type=int, help="Seconds between sweeps (default from settings).")
+@click.pass_context
+def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, interval: int | None) -> None:
+    """Run the scheduler alone, in the foreground. Several may run against PostgreSQL."""
+    app = _app(ctx)
+    if now_text:
+        app.clock = FixedClock(_parse_instant(now_text))
+    with engine_errors():
+        service = _service(app, exit_when_idle=exit_when_idle)
+        if interval:
+            service.interval_seconds = interval
+        click.echo(f"scheduler {service.worker} on {app.db.engine.url.render_as_string(hide_password=True)}, every {service.interval_seconds} s")
+        service.run_forever()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-scheduler", is_flag=True, help="Do not run the embedded scheduler in this process.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
+    """Serve the web app, with one embedded scheduler unless told not to."""
+    from waitress import serve as waitress_serve
+
+    from .web import create_app
+
+    app = _app(ctx)
+    with engine_errors():
+        app.settings = ensure_instance(app.settings)
+        web = create_app(settings=app.settings, db=app.db, runtime=app.rt)
+        service = None
+        if app.settings.scheduler.embedded and not no_scheduler:
+            # One scheduler for the process; waitress serves with threads, never forks workers.
+            service = _service(app)
+            service.start_background()
+    click.echo(f"qmsflow on http://{host}:{port}/  (scheduler {'on' if service else 'off'})")
+    try:
+        waitress_serve(web, host=host, port=port, threads=8)
+    finally:
+        if service:
+            service.shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover

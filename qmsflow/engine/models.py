@@ -239,25 +239,48 @@ class TimerFiring(Base):
 
 
 class Notification(Base):
-    """The outbox: written with the escalation that caused it, delivered afterwards."""
+    """The outbox: written in the same transaction as the reminder or escalation that caused it.
+
+    Who receives it is resolved when it is routed (from the unit hierarchy, users and contacts as
+    they are then), not when it is written.
+    """
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_status_next_attempt", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_notifications_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     timer_id: Mapped[int | None] = mapped_column(ForeignKey("timers.id"))
     kind: Mapped[str] = mapped_column(String(16))  # reminder | escalation
     level: Mapped[int] = mapped_column(Integer, default=0)
-    target: Mapped[str] = mapped_column(String(32))  # unit_head | supervisor | lead | provincial_pc
-    target_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    target: Mapped[str] = mapped_column(String(32))  # unit | unit_head | supervisor | lead | provincial_pc
+    target_unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
     subject: Mapped[str] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16))  # pending | delivered
+    status: Mapped[str] = mapped_column(String(16))  # pending | routed
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EmailMessage(Base):
+    """One email to one address, sent at least once under a stable Message-ID, retried with backoff."""
+
+    __tablename__ = "email_messages"
+    __table_args__ = (Index("ix_email_messages_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # notification | digest
+    to_address: Mapped[str] = mapped_column(String(255))
+    to_name: Mapped[str] = mapped_column(String(255), default="")
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -272,6 +295,7 @@ class InboxItem(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Meta(Base):
@@ -287,6 +311,7 @@ __all__ = [
     "Base",
     "Case",
     "Contact",
+    "EmailMessage",
     "HistoryEntry",
     "InboxItem",
     "Meta",

@@ -1,4 +1,4 @@
-"""Initial schema: units, contacts, users, cases, history, obligations, timers, firings, outbox, inbox.
+"""Initial schema: units, contacts, users, cases, history, obligations, timers, firings, outbox, email, inbox.
 
 Revision ID: 0001
 Revises: (none)
@@ -157,27 +157,24 @@ def upgrade() -> None:
 
     op.create_table('notifications',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('case_id', sa.Integer(), nullable=True),
+    sa.Column('case_id', sa.Integer(), nullable=False),
     sa.Column('timer_id', sa.Integer(), nullable=True),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('level', sa.Integer(), nullable=False),
     sa.Column('target', sa.String(length=32), nullable=False),
-    sa.Column('target_unit_id', sa.Integer(), nullable=True),
+    sa.Column('target_unit_id', sa.Integer(), nullable=False),
     sa.Column('subject', sa.String(length=255), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', sa.DateTime(), nullable=True),
-    sa.Column('delivered_at', sa.DateTime(), nullable=True),
-    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('routed_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_notifications_case_id_cases')),
     sa.ForeignKeyConstraint(['target_unit_id'], ['units.id'], name=op.f('fk_notifications_target_unit_id_units')),
     sa.ForeignKeyConstraint(['timer_id'], ['timers.id'], name=op.f('fk_notifications_timer_id_timers')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications'))
     )
     with op.batch_alter_table('notifications', schema=None) as batch_op:
-        batch_op.create_index('ix_notifications_status_next_attempt', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_notifications_status_id', ['status', 'id'], unique=False)
 
     op.create_table('timer_firings',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -193,12 +190,35 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_timer_firings')),
     sa.UniqueConstraint('timer_id', 'step', name=op.f('uq_timer_firings_timer_id_step'))
     )
+    op.create_table('email_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('message_id', sa.String(length=255), nullable=False),
+    sa.Column('notification_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('to_address', sa.String(length=255), nullable=False),
+    sa.Column('to_name', sa.String(length=255), nullable=False),
+    sa.Column('subject', sa.String(length=255), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(), nullable=True),
+    sa.Column('sent_at', sa.DateTime(), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['notification_id'], ['notifications.id'], name=op.f('fk_email_messages_notification_id_notifications')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_email_messages')),
+    sa.UniqueConstraint('message_id', name=op.f('uq_email_messages_message_id'))
+    )
+    with op.batch_alter_table('email_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_email_messages_status_next_attempt_at', ['status', 'next_attempt_at'], unique=False)
+
     op.create_table('inbox_items',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('notification_id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('read_at', sa.DateTime(), nullable=True),
+    sa.Column('digested_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['notification_id'], ['notifications.id'], name=op.f('fk_inbox_items_notification_id_notifications')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_inbox_items_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inbox_items')),
@@ -214,9 +234,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_inbox_items_user_id'))
 
     op.drop_table('inbox_items')
+    with op.batch_alter_table('email_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_email_messages_status_next_attempt_at')
+
+    op.drop_table('email_messages')
     op.drop_table('timer_firings')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
-        batch_op.drop_index('ix_notifications_status_next_attempt')
+        batch_op.drop_index('ix_notifications_status_id')
 
     op.drop_table('notifications')
     with op.batch_alter_table('timers', schema=None) as batch_op:

@@ -1,0 +1,119 @@
+"""APScheduler drives the sweep; it never holds the truth (timers are rows). The only APScheduler import.
+
+Jobs: the sweep with outbox routing and email sending, every ``interval_seconds`` (one run at a time,
+missed runs coalesced), and the daily digest at ``digest_time`` Vietnam time. Any number of these
+may run against PostgreSQL; on SQLite they queue on the database write lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import time
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .clock import LOCAL_TZ, SystemClock
+from .db import Database
+from .notifications import Mailer, MailSettings, queue_digests, route, send_pending
+from .runtime import Runtime
+from .sweep import SweepReport, sweep
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    """A name for this process in firing records: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Cycle:
+    """What one wake-up of the scheduler did."""
+
+    sweep: SweepReport
+    routed: int = 0
+    sent: int = 0
+    send_failed: int = 0
+
+
+@dataclass
+class SchedulerService:
+    """The sweep, routing and mail jobs, and the APScheduler that wakes them."""
+
+    db: Database
+    rt: Runtime
+    mail: MailSettings
+    mailer: Mailer | None = None
+    interval_seconds: int = 60
+    batch_size: int = 200
+    digest_time: str = "07:30"
+    worker: str = field(default_factory=worker_name)
+    exit_when_idle: bool = False
+    cycles: int = 0
+    _scheduler: BaseScheduler | None = None
+
+    def run_once(self) -> Cycle:
+        """Sweep due timers, route the outbox, send due email; the unit of work each wake-up runs."""
+        now = self.rt.clock.now()
+        report = sweep(self.db, self.rt, now, batch_size=self.batch_size, worker=self.worker)
+        cycle = Cycle(sweep=report)
+        cycle.routed = route(self.db, now, self.mail)
+        if self.mail.enabled and self.mailer is not None:
+            cycle.sent, cycle.send_failed = send_pending(self.db, now, self.mailer, self.mail)
+        self.cycles += 1
+        if report.fired or cycle.routed or cycle.sent:
+            log.info("%s: fired %s steps, routed %s, sent %s", self.worker, report.count, cycle.routed, cycle.sent)
+        if self.exit_when_idle and not report.fired and not report.failed_cases and self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        return cycle
+
+    def run_digest(self) -> int:
+        """Queue the morning digest emails."""
+        return queue_digests(self.db, self.rt.clock.now(), self.mail, self.rt.language)
+
+    def _configure(self, scheduler: BaseScheduler) -> BaseScheduler:
+        hour, minute = (int(x) for x in self.digest_time.split(":"))
+        time(hour, minute)  # refuse a malformed digest time at start, not at 07:30
+        scheduler.add_job(
+            self._safe_cycle, IntervalTrigger(seconds=self.interval_seconds, timezone=LOCAL_TZ), id="sweep",
+            max_instances=1, coalesce=True, next_run_time=SystemClock().now(),  # APScheduler wakes on the wall clock; the work reads rt.clock
+        )
+        scheduler.add_job(
+            self.run_digest, CronTrigger(hour=hour, minute=minute, timezone=LOCAL_TZ), id="digest",
+            max_instances=1, coalesce=True, misfire_grace_time=3600,
+        )
+        self._scheduler = scheduler
+        return scheduler
+
+    def _safe_cycle(self) -> None:
+        try:
+            self.run_once()
+        except Exception:  # the next wake-up retries; a database outage must not kill the scheduler
+            log.exception("%s: sweep cycle failed", self.worker)
+
+    def run_forever(self) -> None:
+        """Run in the foreground until interrupted (``qmsflow scheduler``)."""
+        scheduler = self._configure(BlockingScheduler(timezone=LOCAL_TZ))
+        try:
+            scheduler.start()
+        except (KeyboardInterrupt, SystemExit):
+            pass
+
+    def start_background(self) -> None:
+        """Run in a background thread (one per ``qmsflow serve`` process)."""
+        self._configure(BackgroundScheduler(timezone=LOCAL_TZ, daemon=True)).start()
+
+    def shutdown(self) -> None:
+        """Stop the scheduler if it runs."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+
+__all__ = ["Cycle", "SchedulerService", "worker_name"]

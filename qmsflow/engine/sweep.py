@@ -1,0 +1,270 @@
+"""The sweep: fire every timer step that has come due, exactly once, in due order.
+
+Deadlines are rows (STYLE habit 6): APScheduler only wakes this function. Each batch is one
+transaction that claims up to ``batch_size`` cases with due timers, fires their due steps in due
+order and commits, so a crash loses at most the batch in flight, which the next sweep redoes.
+
+Claiming locks *case* rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and only then the timers of
+those cases, the same order a user's transition takes, so a sweep and a user never deadlock, and
+several schedulers share the work without waiting on each other. On SQLite the write transaction
+itself (``BEGIN IMMEDIATE``) is the lock. Underneath both, the unique (timer, step) constraint on
+``timer_firings`` makes a second firing of the same step impossible.
+
+A case whose handling raises is rolled back to its savepoint, logged and left for the next sweep;
+it never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import history
+from .cases import advance
+from .clock import local_date
+from .db import Database
+from .definitions import Definition
+from .errors import QmsflowError
+from .messages import compose
+from .models import Case, Notification, Timer, TimerFiring, Unit
+from .permissions import SYSTEM
+from .runtime import Runtime
+from .timers import Step, plan_steps, timer_key
+from .units import escalation_body
+
+log = logging.getLogger(__name__)
+
+# A reminder is sent on its day; once that day is over (or a later step is already due) it is
+# recorded as skipped, because a reminder that arrives after the deadline only misleads.
+REMINDER_GRACE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One step the sweep handled."""
+
+    case_id: int
+    timer_id: int
+    timer: str
+    step: int
+    kind: str
+    level: int
+    outcome: str  # fired | skipped
+    scheduled_at: datetime
+    detail: str = ""
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    fired: list[Fired] = field(default_factory=list)
+    failed_cases: list[int] = field(default_factory=list)
+    batches: int = 0
+
+    @property
+    def count(self) -> int:
+        """How many steps fired (not counting skipped ones)."""
+        return sum(1 for f in self.fired if f.outcome == "fired")
+
+
+def sweep(
+    db: Database,
+    rt: Runtime,
+    now: datetime | None = None,
+    *,
+    batch_size: int = 200,
+    worker: str = "sweep",
+    dry_run: bool = False,
+    max_batches: int | None = None,
+) -> SweepReport:
+    """Fire every step due at ``now`` (default: the runtime clock); return what happened.
+
+    ``dry_run`` computes the same report in a transaction that is rolled back.
+    """
+    now = now or rt.clock.now()
+    report = SweepReport()
+    failed: set[int] = set()
+    while max_batches is None or report.batches < max_batches:
+        session = db.write_factory()
+        try:
+            with session.begin():
+                claimed = _claim(session, now, batch_size, failed, db.is_sqlite)
+                if not claimed:
+                    break
+                report.batches += 1
+                for case in claimed:
+                    _handle_case(session, rt, case, now, worker, report, failed)
+                if dry_run:
+                    session.rollback()
+                    # a dry run would claim the same cases again: one batch shows what would fire
+                    break
+        finally:
+            session.close()
+        if len(claimed) < batch_size:
+            break
+    report.failed_cases = sorted(failed)
+    return report
+
+
+def _claim(session: Session, now: datetime, batch_size: int, failed: set[int], is_sqlite: bool) -> list[Case]:
+    due_cases = (
+        select(Timer.case_id)
+        .where(Timer.status == "pending", Timer.next_at <= now)
+        .order_by(Timer.next_at)
+        .limit(batch_size * 4)
+    )
+    if failed:
+        due_cases = due_cases.where(Timer.case_id.not_in(failed))
+    query = select(Case).where(Case.id.in_(due_cases.scalar_subquery())).order_by(Case.id).limit(batch_size)
+    if not is_sqlite:
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def _handle_case(
+    session: Session, rt: Runtime, case: Case, now: datetime, worker: str, report: SweepReport, failed: set[int]
+) -> None:
+    savepoint = session.begin_nested()
+    done_before = len(report.fired)
+    try:
+        definition = rt.registry.get(case.workflow, case.workflow_version)
+        timers = list(
+            session.scalars(
+                select(Timer)
+                .where(Timer.case_id == case.id, Timer.status == "pending", Timer.next_at <= now)
+                .order_by(Timer.next_at, Timer.id)
+                .with_for_update()
+            )
+        )
+        for timer in timers:
+            _fire_due_steps(session, rt, definition, case, timer, now, worker, report)
+        savepoint.commit()
+    except Exception:  # one broken case must not block the whole sweep
+        savepoint.rollback()
+        del report.fired[done_before:]
+        failed.add(case.id)
+        log.exception("sweep: case %s failed and was skipped", case.id)
+
+
+def _fire_due_steps(
+    session: Session,
+    rt: Runtime,
+    definition: Definition,
+    case: Case,
+    timer: Timer,
+    now: datetime,
+    worker: str,
+    report: SweepReport,
+) -> None:
+    key = timer_key(timer)
+    spec = definition.timer_spec(key)
+    steps = plan_steps(spec, definition.ladder(key), timer.start_date, timer.due_date, rt.calendar)
+    while timer.status == "pending" and timer.next_step < len(steps) and steps[timer.next_step].at <= now:
+        step = steps[timer.next_step]
+        later_due = timer.next_step + 1 < len(steps) and steps[timer.next_step + 1].at <= now
+        outcome, detail = _fire_step(session, rt, definition, case, timer, step, steps, now, later_due)
+        session.add(
+            TimerFiring(
+                timer_id=timer.id, step=step.index, kind=step.kind, level=step.level, outcome=outcome,
+                scheduled_at=step.at, fired_at=now, fired_by=worker,
+            )
+        )
+        report.fired.append(
+            Fired(case.id, timer.id, timer.name, step.index, step.kind, step.level, outcome, step.at, detail)
+        )
+        if timer.status != "pending":  # the due action moved the case out of the timer's state
+            break
+        timer.next_step = step.index + 1
+        if step.kind == "escalation" and outcome == "fired":
+            timer.level = step.level
+        if timer.next_step < len(steps):
+            timer.next_at = steps[timer.next_step].at
+        else:
+            timer.status, timer.next_at, timer.closed_at = "done", None, now
+    session.flush()
+
+
+def _fire_step(
+    session: Session,
+    rt: Runtime,
+    definition: Definition,
+    case: Case,
+    timer: Timer,
+    step: Step,
+    steps: list[Step],
+    now: datetime,
+    later_due: bool,
+) -> tuple[str, str]:
+    on = local_date(now)
+    base = {"timer": timer.name, "step": step.index, "due": timer.due_date.isoformat(), "scheduled_at": history.canonical_instant(step.at)}
+    if step.kind == "reminder":
+        if later_due or now >= step.at + REMINDER_GRACE:
+            history.append(session, rt.history_key, case, at=now, kind="reminder_skipped", actor=SYSTEM.username, data=base)
+            return "skipped", "passed"
+        _notify(session, rt, definition, case, timer, "reminder", 0, "unit", case.unit_id, now)
+        history.append(session, rt.history_key, case, at=now, kind="reminder", actor=SYSTEM.username, data=base)
+        return "fired", ""
+    if step.kind == "due":
+        history.append(session, rt.history_key, case, at=now, kind="deadline_passed", actor=SYSTEM.username, data=base)
+        spec = definition.timer_spec(timer_key(timer))
+        if spec.on_due:
+            try:
+                advance(session, rt, SYSTEM, case.id, spec.on_due, {})
+            except QmsflowError as exc:  # the case moved on in a way the definition allows; say so
+                history.append(
+                    session, rt.history_key, case, at=now, kind="timer_action_refused", actor=SYSTEM.username,
+                    data={**base, "event": spec.on_due, "error": type(exc).__name__},
+                )
+                return "fired", f"{spec.on_due} refused: {type(exc).__name__}"
+            return "fired", spec.on_due
+        return "fired", ""
+    assert step.target is not None
+    body = escalation_body(session, case.unit_id, step.target, on)
+    previous = _previous_body(session, case, steps, step, on)
+    data = {**base, "level": step.level, "target": step.target.value}
+    if body.unit_id is None or body.unit_id == previous:
+        reason = "no_body" if body.unit_id is None else "same_body"
+        history.append(session, rt.history_key, case, at=now, kind="escalation_skipped", actor=SYSTEM.username, data={**data, "reason": reason})
+        return "skipped", reason
+    unit_code = session.scalar(select(Unit.code).where(Unit.id == body.unit_id))
+    history.append(
+        session, rt.history_key, case, at=now, kind="escalated", actor=SYSTEM.username, data={**data, "body": unit_code}
+    )
+    _notify(session, rt, definition, case, timer, "escalation", step.level, step.target.value, body.unit_id, now)
+    return "fired", f"{step.target.value} {unit_code}"
+
+
+def _previous_body(session: Session, case: Case, steps: list[Step], step: Step, on: date) -> int | None:
+    earlier = [s for s in steps if s.kind == "escalation" and s.level == step.level - 1]
+    if not earlier or earlier[0].target is None:
+        return None
+    return escalation_body(session, case.unit_id, earlier[0].target, on).unit_id
+
+
+def _notify(
+    session: Session,
+    rt: Runtime,
+    definition: Definition,
+    case: Case,
+    timer: Timer,
+    kind: str,
+    level: int,
+    target: str,
+    target_unit_id: int,
+    now: datetime,
+) -> None:
+    subject, body = compose(session, rt.language, definition, case, timer, kind, level)
+    session.add(
+        Notification(
+            case_id=case.id, timer_id=timer.id, kind=kind, level=level, target=target, target_unit_id=target_unit_id,
+            subject=subject, body=body, created_at=now, status="pending",
+        )
+    )
+
+
+__all__ = ["Fired", "SweepReport", "sweep"]
