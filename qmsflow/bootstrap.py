@@ -33,11 +33,13 @@ def upgrade(db: Database) -> None:
         command.upgrade(cfg, "head")
 
 
-def open_database(settings: Settings) -> Database:
+def open_database(settings: Settings, application_name: str = "qmsflow") -> Database:
     """Open the configured database (creating the instance folder for the default SQLite file)."""
     if settings.database_url.startswith("sqlite:///"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return Database(make_engine(settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms))
+    return Database(
+        make_engine(settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms, application_name=application_name)
+    )
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,13 +64,14 @@ class App:
 
     settings: Settings
     clock: Clock
+    application_name: str = "qmsflow-cli"
     _db: Database | None = None
     _rt: Runtime | None = None
 
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = bootstrap.open_database(self.settings)
+            self._db = bootstrap.open_database(self.settings, self.application_name)
         return self._db
 
     @property
@@ -455,6 +457,8 @@ def _mailer(settings: Settings) -> SmtpMailer | None:
 
 
 def _service(app: App, **kwargs: Any) -> SchedulerService:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     s = app.settings.scheduler
     return SchedulerService(
         db=app.db, rt=app.rt, mail=_mail_settings(app.settings), mailer=_mailer(app.settings),
@@ -525,6 +529,7 @@ def timers_list(ctx: click.Context, due_before: str | None, limit: int) -> None:
 def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, interval: int | None) -> None:
     """Run the scheduler alone, in the foreground. Several may run against PostgreSQL."""
     app = _app(ctx)
+    app.application_name = "qmsflow-scheduler"
     if now_text:
         app.clock = FixedClock(_parse_instant(now_text))
     with engine_errors():
@@ -547,6 +552,7 @@ def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
     from .web import create_app
 
     app = _app(ctx)
+    app.application_name = "qmsflow-web"
     with engine_errors():
         app.settings = ensure_instance(app.settings)
         web = create_app(settings=app.settings, db=app.db, runtime=app.rt)

@@ -15,13 +15,17 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, echo: bool = False) -> Engine:
-    """Create the SQLAlchemy engine for ``url`` with the pragmas and transaction handling qmsflow needs."""
+def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, echo: bool = False, application_name: str = "qmsflow") -> Engine:
+    """Create the SQLAlchemy engine for ``url`` with the pragmas and transaction handling qmsflow needs.
+
+    On PostgreSQL, ``application_name`` shows in ``pg_stat_activity``, so an operator can tell the
+    web app from each scheduler.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": sqlite_busy_timeout_ms / 1000})
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    return create_engine(url, echo=echo, pool_pre_ping=True, connect_args={"application_name": application_name})
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

@@ -1,0 +1,202 @@
+"""The sweep fires each due step once, in due order, on the working calendar, and survives a broken case."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from qmsflow.engine import Database, FixedClock, Runtime, open_case
+from qmsflow.engine import sweep as sweep_module
+from qmsflow.engine.history import verify_all
+from qmsflow.engine.models import Case, HistoryEntry, InboxItem, Timer, TimerFiring, User
+from qmsflow.engine.notifications import MailSettings, route
+from qmsflow.engine.sweep import sweep
+from qmsflow.engine.units import UnitKind, create_unit
+from tests.conftest import HISTORY_KEY, Province, local
+
+MINUTES = {"inspection_decision": "88/QĐ", "minutes_number": "14/BB", "findings": "Chưa cập nhật quy trình"}
+
+
+def _corrective(db: Database, rt: Runtime, province: Province, unit: str, signed_on: str) -> int:
+    with db.write() as session:
+        return open_case(
+            session, rt, province.actors["lead"], province.units[unit], "corrective_action", MINUTES | {"minutes_signed_on": signed_on}
+        ).id
+
+
+def _fired(db: Database) -> list[tuple[int, int, str, int, str]]:
+    with db.read() as session:
+        rows = session.execute(
+            select(TimerFiring.timer_id, TimerFiring.step, TimerFiring.kind, TimerFiring.level, TimerFiring.outcome).order_by(TimerFiring.id)
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_a_deadline_in_tet_fires_on_the_first_working_day_after_it_once_then_its_ladder(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    clock.set(local(date(2025, 12, 18)))
+    case_id = _corrective(db, rt, province, "THPT-TNH", "2025-12-17")
+    with db.read() as session:
+        (timer,) = session.scalars(select(Timer).where(Timer.case_id == case_id))
+        # 17 Dec 2025 + 2 months = Tue 17 Feb 2026, inside Tết (16-20 Feb): the period ends Mon 23 Feb
+        assert timer.due_date == date(2026, 2, 23)
+        assert timer.due_at == datetime(2026, 2, 23, 17, 0, tzinfo=UTC)
+
+    assert sweep(db, rt, local(date(2026, 2, 23), 23, 59)).count == 0  # the last day is still open
+    first = sweep(db, rt, local(date(2026, 2, 24), 0, 1))
+    assert [(f.kind, f.level, f.outcome) for f in first.fired] == [("due", 0, "fired"), ("escalation", 1, "fired")]
+    assert sweep(db, rt, local(date(2026, 2, 24), 0, 2)).count == 0  # once
+    # level 2 is 5 working days after the due date: Mon 2 Mar, passing at 00:00 on 3 Mar
+    assert sweep(db, rt, local(date(2026, 3, 2), 23, 0)).count == 0
+    second = sweep(db, rt, local(date(2026, 3, 3), 0, 5))
+    assert [(f.kind, f.level, f.detail) for f in second.fired] == [("escalation", 2, "supervisor SGDDT")]
+    with db.read() as session:
+        case = session.get(Case, case_id)
+        assert case.data["overdue"] is True  # the due action fired mark_overdue as the system
+        escalated = session.scalars(
+            select(HistoryEntry).where(HistoryEntry.case_id == case_id, HistoryEntry.kind == "escalated").order_by(HistoryEntry.seq)
+        ).all()
+        # each escalation is written with its original due time and the time it actually fired
+        assert [(h.data["level"], h.data["scheduled_at"], h.at) for h in escalated] == [
+            (1, "2026-02-23T17:00:00.000000Z", local(date(2026, 2, 24), 0, 1)),
+            (2, "2026-03-02T17:00:00.000000Z", local(date(2026, 3, 3), 0, 5)),
+        ]
+
+
+def test_after_a_week_of_downtime_each_missed_level_fires_once_in_due_order_and_passed_reminders_are_skipped(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    clock.set(local(date(2026, 1, 5)))
+    ids = [_corrective(db, rt, province, unit, signed) for unit, signed in
+           [("THPT-TNH", "2025-11-10"), ("THCS-MT", "2025-11-12"), ("SNV", "2025-11-14")]]
+    # the scheduler was down from 5 Jan to the morning of 20 Jan: due dates 12, 13, 14 Jan passed in between
+    report = sweep(db, rt, local(date(2026, 1, 20), 8, 0))
+    assert {f.case_id for f in report.fired} == set(ids)
+    scheduled = [f.scheduled_at for f in report.fired]
+    per_case = {cid: [f for f in report.fired if f.case_id == cid] for cid in ids}
+    for steps in per_case.values():
+        assert [f.scheduled_at for f in steps] == sorted(f.scheduled_at for f in steps), "due order within a case"
+        assert [(f.kind, f.outcome) for f in steps][:2] == [("reminder", "skipped"), ("reminder", "skipped")]
+        assert ("due", "fired") in [(f.kind, f.outcome) for f in steps]
+        assert all(f.scheduled_at <= local(date(2026, 1, 20), 8, 0) for f in steps)
+    assert min(scheduled) < max(scheduled)
+    assert sweep(db, rt, local(date(2026, 1, 20), 8, 1)).fired == []  # nothing fires twice
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(HistoryEntry).where(HistoryEntry.kind == "reminder_skipped")) == 6
+        assert verify_all(session, HISTORY_KEY)[2] == []
+
+
+def test_a_reminder_is_sent_on_its_day_counted_in_working_days_across_tet(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    clock.set(local(date(2026, 1, 5)))
+    _corrective(db, rt, province, "THPT-TNH", "2026-01-05")  # due Thu 5 Mar 2026
+    # 10 working days before 5 Mar, skipping Tết (16-20 Feb), is Thu 12 Feb
+    assert sweep(db, rt, local(date(2026, 2, 11), 23, 0)).fired == []
+    report = sweep(db, rt, local(date(2026, 2, 12), 7, 0))
+    assert [(f.kind, f.outcome, f.scheduled_at) for f in report.fired] == [("reminder", "fired", local(date(2026, 2, 12), 0, 0))]
+    # 3 working days before is Mon 2 Mar
+    report = sweep(db, rt, local(date(2026, 3, 2), 7, 30))
+    assert [(f.kind, f.outcome) for f in report.fired] == [("reminder", "fired")]
+    with db.read() as session:
+        assert session.scalar(select(Timer.next_step)) == 2
+        assert session.scalar(select(func.count()).select_from(HistoryEntry).where(HistoryEntry.kind == "reminder")) == 2
+
+
+def test_a_level_whose_body_is_the_same_as_the_previous_is_skipped(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    with db.write() as session:
+        branch = create_unit(session, code="CCTDC", name="Chi cục Tiêu chuẩn Đo lường Chất lượng", kind=UnitKind.BRANCH.value,
+                             valid_from=date(2025, 7, 1), parent=session.merge(province.units["SKHCN"]))
+        case_id = open_case(session, rt, province.actors["lead"], branch, "qms_lifecycle").id
+    report = sweep(db, rt, local(date(2026, 6, 1)))
+    ladder = [(f.level, f.outcome, f.detail) for f in report.fired if f.kind == "escalation"]
+    # the branch's supervisor is the Dept of S&T, which is also the lead unit: level 3 is not sent twice
+    assert ladder == [(1, "fired", "unit_head CCTDC"), (2, "fired", "supervisor SKHCN"), (3, "skipped", "same_body"),
+                      (4, "fired", "provincial_pc 91")]
+    with db.read() as session:
+        skipped = session.scalar(select(HistoryEntry).where(HistoryEntry.case_id == case_id, HistoryEntry.kind == "escalation_skipped"))
+        assert skipped.data["reason"] == "same_body"
+
+
+def test_one_broken_case_is_logged_and_skipped_and_never_stops_the_sweep(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = _corrective(db, rt, province, "THPT-TNH", "2025-10-01")
+    bad = _corrective(db, rt, province, "THCS-MT", "2025-10-01")
+    real = sweep_module.escalation_body
+    bad_unit = province.units["THCS-MT"].id
+
+    def broken(session, unit_id, target, on):  # type: ignore[no-untyped-def]
+        if unit_id == bad_unit:
+            raise RuntimeError("corrupt hierarchy")
+        return real(session, unit_id, target, on)
+
+    monkeypatch.setattr(sweep_module, "escalation_body", broken)
+    report = sweep(db, rt, local(date(2026, 1, 20)))
+    assert report.failed_cases == [bad]
+    assert {f.case_id for f in report.fired} == {good}
+    assert f"case {bad} failed and was skipped" in caplog.text
+    with db.read() as session:
+        # the broken case's work was rolled back whole, to be retried
+        assert session.scalar(select(func.count()).select_from(HistoryEntry).where(HistoryEntry.case_id == bad)) == 1
+    monkeypatch.setattr(sweep_module, "escalation_body", real)
+    retried = sweep(db, rt, local(date(2026, 1, 20)))
+    assert {f.case_id for f in retried.fired} == {bad} and retried.failed_cases == []
+
+
+def test_a_dry_run_fires_nothing(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> None:
+    _corrective(db, rt, province, "THPT-TNH", "2025-10-01")
+    preview = sweep(db, rt, local(date(2026, 1, 20)), dry_run=True)
+    assert preview.count > 0
+    assert _fired(db) == []
+    assert sweep(db, rt, local(date(2026, 1, 20))).count == preview.count
+
+
+def test_concurrent_sweeps_fire_every_step_exactly_once(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> None:
+    clock.set(local(date(2025, 9, 1)))
+    with db.write() as session:
+        units = [session.merge(province.units[u]) for u in ("THPT-TNH", "THCS-MT", "SNV")]
+        for i in range(90):
+            open_case(session, rt, province.actors["lead"], units[i % 3], "qms_lifecycle")
+    now = local(date(2026, 3, 1))
+    reports = []
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            reports.append(sweep(db, rt, now, batch_size=7, worker=name))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"w{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    fired = _fired(db)
+    assert len(fired) == len({(timer, step) for timer, step, *_ in fired})
+    # every timer: 2 reminders (skipped), due, 4 levels; each step exactly once
+    assert len(fired) == 90 * 7
+    assert sum(len(r.fired) for r in reports) == 90 * 7
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Timer).where(Timer.status == "pending", Timer.next_at <= now)) == 0
+
+
+def test_escalations_reach_the_inbox_of_whoever_holds_the_role_when_routed(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    _corrective(db, rt, province, "THPT-TNH", "2025-10-01")
+    sweep(db, rt, local(date(2026, 1, 20)))
+    assert route(db, local(date(2026, 1, 20)), MailSettings(enabled=False)) == 4  # 4 escalation levels
+    with db.read() as session:
+        got = dict(session.execute(
+            select(User.username, func.count()).join(InboxItem, InboxItem.user_id == User.id).group_by(User.username)
+        ).all())
+    assert got == {"tnh": 1, "gddt": 1, "lead": 1, "viewer": 1}
