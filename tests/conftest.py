@@ -137,6 +137,10 @@ def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         yield database
         database.dispose()
         return
+    yield _empty_postgres(request)
+
+
+def _empty_postgres(request: pytest.FixtureRequest) -> Database:
     pg: Database | None = request.getfixturevalue("postgres_db")
     if pg is None:
         SKIPPED_SUITES["postgresql"] = _POSTGRES.reason
@@ -144,7 +148,13 @@ def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
             pytest.fail(f"PostgreSQL suite required but unavailable: {_POSTGRES.reason}")
         pytest.skip(_POSTGRES.reason)
     _truncate(pg)
-    yield pg
+    return pg
+
+
+@pytest.fixture
+def pg_db(request: pytest.FixtureRequest) -> Database:
+    """An empty, migrated PostgreSQL database, for tests about PostgreSQL itself (plans, SKIP LOCKED)."""
+    return _empty_postgres(request)
 
 
 # ----------------------------------------------------------------------------------- the runtime
