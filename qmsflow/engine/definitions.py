@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
@@ -73,23 +73,23 @@ class FieldSpec(_Strict):
 
     type: Literal["string", "text", "date", "integer", "boolean", "choice"]
     label: Label
-    required: bool = False
-    not_in_future: bool = False
-    max_length: int | None = Field(default=None, gt=0)
+    required: StrictBool = False
+    not_in_future: StrictBool = False
+    max_length: StrictInt | None = Field(default=None, gt=0)
     choices: list[str] | None = None
 
 
 class Reminder(_Strict):
     """A reminder ``before`` units ahead of the due date."""
 
-    before: int = Field(gt=0)
+    before: StrictInt = Field(gt=0)
     unit: LengthUnit = LengthUnit.WORKING_DAYS
 
 
 class LadderLevel(_Strict):
     """One escalation level: ``after`` units past the due date, to ``target``."""
 
-    after: int = Field(ge=0)
+    after: StrictInt = Field(ge=0)
     unit: LengthUnit = LengthUnit.WORKING_DAYS
     target: Target
 
@@ -107,7 +107,7 @@ class TimerSpec(_Strict):
 
     label: Label
     start: TimerStart = TimerStart(on="enter")
-    length: int = Field(ge=0)
+    length: StrictInt = Field(ge=0)
     unit: LengthUnit
     reminders: list[Reminder] = []
     escalation: str | list[LadderLevel] | None = None
@@ -159,7 +159,7 @@ class ObligationSpec(_Strict):
     label: Label
     opens: ObligationOpens
     fulfilled_by: list[str] = Field(min_length=1)
-    recurs: bool = False
+    recurs: StrictBool = False
     recur_from: str | None = None  # a date field of the fulfilling event the next cycle counts from
     timer: TimerSpec
 
@@ -168,7 +168,7 @@ class DefinitionSpec(_Strict):
     """The whole file."""
 
     name: str = Field(pattern=NAME_RE)
-    version: int = Field(ge=1)
+    version: StrictInt = Field(ge=1)
     label: Label
     description: str = ""
     initial: str
@@ -272,7 +272,7 @@ def parse_definition(text: str, filename: str = "<string>") -> Definition:
         raise DefinitionError(
             [DefinitionProblem(filename, line, "", f"YAML syntax: {exc.problem or exc.context}")]
         ) from None
-    except Exception as exc:  # ruamel raises a few non-marked errors (duplicate keys, bad tags)
+    except Exception as exc:  # ruamel raises a few non-marked errors (bad tags, odd constructs)
         raise DefinitionError([DefinitionProblem(filename, None, "", f"YAML: {exc}")]) from None
     if not isinstance(raw, Mapping):
         raise DefinitionError([DefinitionProblem(filename, 1, "", "the file must be a mapping")])
