@@ -106,3 +106,22 @@ def test_workflows_validate_lists_every_problem_and_fails(run, tmp_path: Path) -
 def test_calendar_show_lists_tet_and_the_make_up_saturday(run) -> None:  # type: ignore[no-untyped-def]
     out = run("calendar", "show", "2026").output
     assert "2026-02-17" in out and "2026-08-22 Sat working" in out
+
+
+def test_tick_reports_what_fired_as_json_and_a_dry_run_fires_nothing(run) -> None:  # type: ignore[no-untyped-def]
+    run("demo")
+    dry = run("tick", "--now", "2026-11-28T08:00:00+07:00", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    preview = json.loads(dry.output)
+    assert preview["dry_run"] is True and preview["fired"]
+    real = json.loads(run("tick", "--now", "2026-11-28T08:00:00+07:00", "--json").output)
+    fired = [f for f in real["fired"] if f["outcome"] == "fired"]
+    assert {(f["case"], f["step"]) for f in preview["fired"][: len(real["fired"])]} <= {(f["case"], f["step"]) for f in real["fired"]}
+    assert any(f["kind"] == "escalation" and f["level"] == 2 for f in fired)
+    assert real["routed"] == sum(1 for f in fired if f["kind"] in ("escalation", "reminder") and not f["detail"].startswith("same"))
+    again = json.loads(run("tick", "--now", "2026-11-28T08:00:00+07:00", "--json").output)
+    assert again["fired"] == []  # each step fires once
+    assert run("audit", "verify").exit_code == 0
+    listed = run("timers", "list", "--due-before", "2026-12-03T00:00:00+07:00").output
+    assert "report_due" in listed and "notice_due" in listed
+    assert run("tick", "--now", "2026-11-28T08:00:00").exit_code == 2  # an instant without offset is refused
