@@ -202,6 +202,8 @@ class Timer(Base):
     __table_args__ = (
         Index("ix_timers_status_next_at", "status", "next_at"),
         Index("ix_timers_case_status", "case_id", "status"),
+        Index("ix_timers_status_due_date", "status", "due_date"),  # dashboard: deadlines, overdue (0002)
+        Index("ix_timers_status_level", "status", "level"),  # dashboard: open escalations (0002)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -277,7 +279,7 @@ class EmailMessage(Base):
     subject: Mapped[str] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16))  # pending | sent
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | rejected
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import smtplib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage as MimeMessage
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from .clock import local_date
 from .db import Database
 from .messages import local_time, text
-from .models import Contact, EmailMessage, InboxItem, Notification, Unit, User
+from .models import Contact, EmailMessage, InboxItem, Notification, User
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,10 @@ class MailSettings:
 
 
 class Mailer(Protocol):
-    """Anything that can send one message or raise."""
+    """Anything that can open a connection and send messages over it."""
 
-    def send(self, message: MimeMessage) -> None:
-        """Send ``message``; raise OSError or smtplib.SMTPException on failure."""
+    def connect(self) -> AbstractContextManager[Callable[[MimeMessage], None]]:
+        """Open a connection (raise OSError or smtplib.SMTPException if it cannot) yielding a send function."""
         ...
 
 
@@ -61,14 +62,19 @@ class SmtpMailer:
         self.host, self.port = host, port
         self.username, self.password, self.starttls, self.timeout = username, password, starttls, timeout
 
-    def send(self, message: MimeMessage) -> None:
-        """Send one message."""
+    @contextmanager
+    def connect(self) -> Iterator[Callable[[MimeMessage], None]]:
+        """Open one SMTP session and yield a function that sends a message over it."""
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
             if self.starttls:
                 smtp.starttls()
             if self.username:
                 smtp.login(self.username, self.password)
-            smtp.send_message(message)
+
+            def send(message: MimeMessage) -> None:
+                smtp.send_message(message)
+
+            yield send
 
 
 def _message_id(kind: str, key: str, address: str, domain: str) -> str:
@@ -161,13 +167,13 @@ def queue_digests(db: Database, now: datetime, mail: MailSettings, language: str
         for item, notification, user in rows:
             by_user.setdefault(user.id, (user, []))[1].append((item, notification))
         for user, items in by_user.values():
+            message_id = _message_id("digest", f"u{user.id}.{day:%Y%m%d}", user.email, mail.domain) if user.email else ""
+            if message_id and session.scalar(select(EmailMessage.id).where(EmailMessage.message_id == message_id)) is not None:
+                continue  # today's digest is made (maybe by another scheduler): these items wait for tomorrow's
             for item, _ in items:
                 item.digested_at = now
             if not user.email:
                 continue
-            message_id = _message_id("digest", f"u{user.id}.{day:%Y%m%d}", user.email, mail.domain)
-            if session.scalar(select(EmailMessage.id).where(EmailMessage.message_id == message_id)) is not None:
-                continue  # another scheduler already made today's digest
             lines = [text(language, "digest_intro", name=user.full_name or user.username)]
             for _, notification in items:
                 lines.append(f"- [{local_time(notification.created_at)}] {notification.subject}")
@@ -195,33 +201,70 @@ def to_mime(message: EmailMessage, sender: str) -> MimeMessage:
     return mime
 
 
+def _permanent(exc: Exception) -> bool:
+    # A 5xx answer about this message (unknown mailbox, refused recipient) will not change by retrying.
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600 and not isinstance(
+        exc, smtplib.SMTPServerDisconnected
+    )
+
+
+def _retry_later(message: EmailMessage, exc: Exception, now: datetime, mail: MailSettings) -> None:
+    message.attempts += 1
+    delay = min(mail.retry_initial_seconds * 2 ** (message.attempts - 1), mail.retry_max_seconds)
+    message.next_attempt_at = now + timedelta(seconds=delay)
+    message.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+
+
 def send_pending(db: Database, now: datetime, mailer: Mailer, mail: MailSettings, *, batch_size: int = 100) -> tuple[int, int]:
-    """Send due emails; return (sent, failed). A failure is retried later with backoff, never dropped."""
+    """Send every due email; return (sent, failed). A failure is retried later with backoff, never dropped.
+
+    Each batch goes over one connection. If the server cannot be reached, the whole batch is
+    rescheduled at once (no connection attempt per message) and sending stops until the next cycle.
+    A message the server rejects permanently (5xx) is marked ``rejected`` with the reason.
+    """
     sent = failed = 0
-    with db.write() as session:
-        query = (
-            select(EmailMessage)
-            .where(EmailMessage.status == "pending", EmailMessage.next_attempt_at <= now)
-            .order_by(EmailMessage.next_attempt_at, EmailMessage.id)
-            .limit(batch_size)
-        )
-        if not db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        for message in session.scalars(query):
+    while True:
+        with db.write() as session:
+            query = (
+                select(EmailMessage)
+                .where(EmailMessage.status == "pending", EmailMessage.next_attempt_at <= now)
+                .order_by(EmailMessage.next_attempt_at, EmailMessage.id)
+                .limit(batch_size)
+            )
+            if not db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            batch = list(session.scalars(query))
+            if not batch:
+                return sent, failed
+            done = 0
             try:
-                mailer.send(to_mime(message, mail.sender))
+                with mailer.connect() as send:
+                    for message in batch:
+                        try:
+                            send(to_mime(message, mail.sender))
+                        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+                            if not _permanent(exc):
+                                raise
+                            message.attempts += 1
+                            message.status, message.next_attempt_at = "rejected", None
+                            message.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+                            failed += 1
+                            log.warning("email %s to %s rejected: %s", message.id, message.to_address, exc)
+                        else:
+                            message.attempts += 1
+                            message.status, message.sent_at, message.next_attempt_at = "sent", now, None
+                            sent += 1
+                        done += 1
             except (OSError, smtplib.SMTPException) as exc:
-                message.attempts += 1
-                delay = min(mail.retry_initial_seconds * 2 ** (message.attempts - 1), mail.retry_max_seconds)
-                message.next_attempt_at = now + timedelta(seconds=delay)
-                message.last_error = f"{type(exc).__name__}: {exc}"[:1000]
-                failed += 1
-                log.warning("email %s to %s failed (attempt %s): %s", message.id, message.to_address, message.attempts, exc)
-                continue
-            message.attempts += 1
-            message.status, message.sent_at, message.next_attempt_at = "sent", now, None
-            sent += 1
-    return sent, failed
+                for message in batch[done:]:
+                    _retry_later(message, exc, now, mail)
+                failed += len(batch) - done
+                log.warning("email: %s messages rescheduled, server unavailable: %s", len(batch) - done, exc)
+                return sent, failed
+            if len(batch) < batch_size:
+                return sent, failed
 
 
 def inbox(session: Session, user: User, *, unread_only: bool = False, limit: int = 100) -> list[tuple[InboxItem, Notification]]:
@@ -236,11 +279,6 @@ def inbox(session: Session, user: User, *, unread_only: bool = False, limit: int
     if unread_only:
         query = query.where(InboxItem.read_at.is_(None))
     return [(item, notification) for item, notification in session.execute(query).tuples()]
-
-
-def units_by_id(session: Session, ids: Iterable[int]) -> dict[int, Unit]:
-    """Return units keyed by id (for listing notifications)."""
-    return {u.id: u for u in session.scalars(select(Unit).where(Unit.id.in_(set(ids))))}
 
 
 __all__ = [
