@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from .definitions import FieldSpec
 from .errors import FieldProblem
+
+# Only the calendar date form: Python also reads week dates and digits-only strings as dates.
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def clean_fields(
     specs: Mapping[str, FieldSpec], raw: Mapping[str, Any] | None, today: date
 ) -> tuple[dict[str, Any], list[FieldProblem]]:
     """Return the cleaned values and every problem: unknown, missing, mistyped or out-of-range fields."""
+    if raw is not None and not isinstance(raw, Mapping):
+        return {}, [FieldProblem("data", "must be an object of field names and values")]
     raw = dict(raw or {})
     clean: dict[str, Any] = {}
     problems: list[FieldProblem] = []
@@ -42,13 +48,17 @@ def _coerce(spec: FieldSpec, value: Any, today: date) -> Any:
             raise ValueError(f"at most {spec.max_length} characters")
         return value
     if spec.type == "date":
+        if isinstance(value, datetime):
+            raise ValueError("must be a date YYYY-MM-DD, not a date and time")
         if isinstance(value, date):
             day = value
-        else:
+        elif isinstance(value, str) and _ISO_DATE.match(value.strip()):
             try:
-                day = date.fromisoformat(str(value).strip())
+                day = date.fromisoformat(value.strip())
             except ValueError:
-                raise ValueError("must be a date YYYY-MM-DD") from None
+                raise ValueError("is not a real date") from None
+        else:
+            raise ValueError("must be a date YYYY-MM-DD")
         if spec.not_in_future and day > today:
             raise ValueError(f"cannot be after today ({today.isoformat()})")
         return day.isoformat()
