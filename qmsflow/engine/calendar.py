@@ -104,9 +104,20 @@ class WorkingCalendar:
         self._language = language
         # The package fills years lazily as dates are asked for (expand=True).
         self._holidays = holidays.country_holidays("VN", language=language)
+        # A calendar's overrides never change (a changed calendar is a new WorkingCalendar), so each
+        # day's answer and each working-day shift are kept: planning one timer asks about some 70
+        # days, and those lookups cost as much as the rest of the plan (bench/RESULTS.md).
+        self._working: dict[date, bool] = {}
+        self._shifted: dict[tuple[date, int], date] = {}
 
     def is_working_day(self, day: date) -> bool:
         """Return whether agencies work on ``day`` (Mon-Fri, not a holiday, overrides first)."""
+        known = self._working.get(day)
+        if known is None:
+            known = self._working[day] = self._is_working_day(day)
+        return known
+
+    def _is_working_day(self, day: date) -> bool:
         if day in self.overrides.working_days:
             return True
         if day in self.overrides.days_off:
@@ -130,6 +141,12 @@ class WorkingCalendar:
 
     def add_working_days(self, start: date, count: int) -> date:
         """Return the day ``count`` working days after ``start`` (start not counted); negative goes back."""
+        known = self._shifted.get((start, count))
+        if known is None:
+            known = self._shifted[(start, count)] = self._add_working_days(start, count)
+        return known
+
+    def _add_working_days(self, start: date, count: int) -> date:
         step = 1 if count >= 0 else -1
         remaining = abs(count)
         day = start

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import history, timers
@@ -37,9 +37,20 @@ class Advanced:
     recorded: dict[str, Any]
 
 
+# Built once: a statement object memoizes its cache key, so running it costs no construction
+# and no key computation (SQLAlchemy's "SQL compilation caching").
+_CASE_FOR_UPDATE = select(Case).where(Case.id == bindparam("case_id")).with_for_update()
+_OPEN_OBLIGATION = (
+    select(Obligation)
+    .where(Obligation.case_id == bindparam("case_id"), Obligation.name == bindparam("name"), Obligation.status == "open")
+    .order_by(Obligation.id)
+    .limit(1)
+)
+
+
 def load_case_for_update(session: Session, case_id: int) -> Case:
     """Return the case row locked for this transaction (FOR UPDATE on PostgreSQL)."""
-    case = session.scalar(select(Case).where(Case.id == case_id).with_for_update())
+    case = session.scalar(_CASE_FOR_UPDATE, {"case_id": case_id})
     if case is None:
         raise NotFound("case", case_id)
     return case
@@ -168,11 +179,13 @@ def advance(
     if to_state is None:
         raise GuardFailed(case.id, event, [FieldProblem("branches", "no branch condition holds")])
 
+    # Read first, then write. The case, history and timer rows are written at once with Core
+    # statements (history.append, timers), so the flush at the end has only the rare obligation
+    # and end-state changes left: in the profile, flushes cost as much as the rest of a transition.
     from_state = case.state
-    case.state = to_state
-    case.data = merged
-    case.version += 1
-    case.updated_at = now
+    to_fulfil = _obligations_fulfilled_by(session, definition, case, event)
+    leaving = timers.state_timers(session, case, from_state) if to_state != from_state else []
+    # The case row's new state, data and version go out in the same UPDATE as the chain head.
     history.append(
         session,
         rt.history_key,
@@ -184,11 +197,12 @@ def advance(
         from_state=from_state,
         to_state=to_state,
         data=recorded,
+        case_values={"state": to_state, "data": merged, "version": case.version + 1, "updated_at": now},
     )
-    _fulfil_obligations(session, rt, definition, case, event, recorded, now, actor)
+    _fulfil_obligations(session, rt, definition, case, event, to_fulfil, recorded, now, actor)
     _open_event_obligations(session, rt, definition, case, event, recorded, now, actor)
     if to_state != from_state:
-        timers.close_timers(session, case, now, state=from_state)
+        timers.cancel(session, leaving, now)
         _enter_state(session, rt, definition, case, now, actor)
     session.flush()
     return Advanced(case=case, event=event, from_state=from_state, to_state=to_state, recorded=recorded)
@@ -263,27 +277,30 @@ def _open_obligation(
     return ob
 
 
+def _obligations_fulfilled_by(session: Session, definition: Definition, case: Case, event: str) -> list[tuple[str, Obligation]]:
+    """Return the open obligations (oldest of each name) that ``event`` fulfils."""
+    found = []
+    for name, spec in definition.spec.obligations.items():
+        if event in spec.fulfilled_by:
+            ob = session.scalar(_OPEN_OBLIGATION, {"case_id": case.id, "name": name})
+            if ob is not None:
+                found.append((name, ob))
+    return found
+
+
 def _fulfil_obligations(
     session: Session,
     rt: Runtime,
     definition: Definition,
     case: Case,
     event: str,
+    found: list[tuple[str, Obligation]],
     recorded: Mapping[str, Any],
     now: datetime,
     actor: Actor,
 ) -> None:
-    for name, spec in definition.spec.obligations.items():
-        if event not in spec.fulfilled_by:
-            continue
-        ob = session.scalar(
-            select(Obligation)
-            .where(Obligation.case_id == case.id, Obligation.name == name, Obligation.status == "open")
-            .order_by(Obligation.id)
-            .limit(1)
-        )
-        if ob is None:
-            continue
+    for name, ob in found:
+        spec = definition.spec.obligations[name]
         ob.status, ob.closed_at = "fulfilled", now
         timers.close_timers(session, case, now, obligation_id=ob.id)
         history.append(

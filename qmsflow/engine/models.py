@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -136,7 +137,14 @@ class Case(Base):
     """One running instance of a workflow definition for one unit."""
 
     __tablename__ = "cases"
-    __table_args__ = (Index("ix_cases_workflow_state", "workflow", "state"),)
+    __table_args__ = (
+        Index("ix_cases_workflow_state", "workflow", "state"),
+        # dashboard: open cases by stage, counted from the index alone (0002)
+        Index(
+            "ix_cases_open_stage", "workflow", "workflow_version", "state",
+            sqlite_where=text("closed_at IS NULL"), postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)

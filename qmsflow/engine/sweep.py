@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from . import history
@@ -37,6 +38,9 @@ from .timers import Step, plan_steps, timer_key
 from .units import escalation_body
 
 log = logging.getLogger(__name__)
+
+_TIMERS = cast(Table, Timer.__table__)
+_ANY_DUE = select(_TIMERS.c.id).where(_TIMERS.c.status == "pending", _TIMERS.c.next_at <= bindparam("now")).limit(1)
 
 # A reminder is sent on its day; once that day is over (or a later step is already due) it is
 # recorded as skipped, because a reminder that arrives after the deadline only misleads.
@@ -89,6 +93,11 @@ def sweep(
     now = now or rt.clock.now()
     report = SweepReport()
     failed: set[int] = set()
+    # Look before taking the write lock: most sweeps find nothing due, and on SQLite a write
+    # transaction (BEGIN IMMEDIATE) would hold every other writer back just to learn that.
+    with db.engine.connect() as connection:
+        if connection.execute(_ANY_DUE, {"now": now}).first() is None:
+            return report
     while max_batches is None or report.batches < max_batches:
         session = db.write_factory()
         try:
@@ -97,8 +106,12 @@ def sweep(
                 if not claimed:
                     break
                 report.batches += 1
+                # One query each for the batch's due timers and units, instead of one per case.
+                due = _due_timers(session, [case.id for case in claimed], now)
+                units = session.scalars(select(Unit).where(Unit.id.in_({case.unit_id for case in claimed}))).all()
                 for case in claimed:
-                    _handle_case(session, rt, case, now, worker, report, failed)
+                    _handle_case(session, rt, case, due.get(case.id, []), now, worker, report, failed)
+                del units  # held until here: the identity map keeps only what is referenced
                 if dry_run:
                     session.rollback()
                     # a dry run would claim the same cases again: one batch shows what would fire
@@ -126,21 +139,33 @@ def _claim(session: Session, now: datetime, batch_size: int, failed: set[int], i
     return list(session.scalars(query))
 
 
+def _due_timers(session: Session, case_ids: list[int], now: datetime) -> dict[int, list[Timer]]:
+    """Lock and return the claimed cases' due timers, per case, in due order."""
+    by_case: dict[int, list[Timer]] = {}
+    for timer in session.scalars(
+        select(Timer)
+        .where(Timer.case_id.in_(case_ids), Timer.status == "pending", Timer.next_at <= now)
+        .order_by(Timer.case_id, Timer.next_at, Timer.id)
+        .with_for_update()
+    ):
+        by_case.setdefault(timer.case_id, []).append(timer)
+    return by_case
+
+
 def _handle_case(
-    session: Session, rt: Runtime, case: Case, now: datetime, worker: str, report: SweepReport, failed: set[int]
+    session: Session,
+    rt: Runtime,
+    case: Case,
+    timers: list[Timer],
+    now: datetime,
+    worker: str,
+    report: SweepReport,
+    failed: set[int],
 ) -> None:
     savepoint = session.begin_nested()
     done_before = len(report.fired)
     try:
         definition = rt.registry.get(case.workflow, case.workflow_version)
-        timers = list(
-            session.scalars(
-                select(Timer)
-                .where(Timer.case_id == case.id, Timer.status == "pending", Timer.next_at <= now)
-                .order_by(Timer.next_at, Timer.id)
-                .with_for_update()
-            )
-        )
         for timer in timers:
             _fire_due_steps(session, rt, definition, case, timer, now, worker, report)
         savepoint.commit()

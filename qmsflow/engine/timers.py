@@ -3,6 +3,10 @@
 The plan of a timer is derived, never stored: reminders (in order), the due step (fires ``on_due``),
 then the escalation levels. A row keeps only the index of its next step and that step's instant, so
 the sweep's query is an index range scan and a changed calendar re-plans by recomputing.
+
+Opening and cancelling write their rows at once with Core statements and keep the loaded objects in
+step (``make_transient_to_detached``, ``set_committed_value``) instead of leaving them to a flush: in
+a transition, the flush cost as much as everything else together (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .calendar import LengthUnit, WorkingCalendar, add_months, deadline_instant
 from .clock import LOCAL_TZ, local_date
@@ -104,21 +109,27 @@ def open_timer(
     spec = definition.timer_spec(key)
     due = calendar.due_date(start, spec.length, spec.unit)
     steps = plan_steps(spec, definition.ladder(key), start, due, calendar)
-    timer = Timer(
-        case_id=case.id,
-        name=name,
-        kind=kind,
-        state=state,
-        obligation_id=obligation_id,
-        start_date=start,
-        due_date=due,
-        due_at=deadline_instant(due),
-        status="pending",
-        level=0,
-        next_step=0,
-        next_at=steps[0].at,
-        created_at=now,
-    )
+    values: dict[str, Any] = {
+        "case_id": case.id,
+        "name": name,
+        "kind": kind,
+        "state": state,
+        "obligation_id": obligation_id,
+        "start_date": start,
+        "due_date": due,
+        "due_at": deadline_instant(due),
+        "status": "pending",
+        "level": 0,
+        "next_step": 0,
+        "next_at": steps[0].at,
+        "created_at": now,
+        "closed_at": None,
+    }
+    # Written now with a Core INSERT, then attached as already persistent (see the module doc).
+    inserted = cast(CursorResult[Any], session.execute(_INSERT, values)).inserted_primary_key
+    assert inserted is not None
+    timer = Timer(id=inserted[0], **values)
+    make_transient_to_detached(timer)
     session.add(timer)
     return timer
 
@@ -145,21 +156,45 @@ def open_state_timers(
     ]
 
 
+_TIMERS = cast(Table, Timer.__table__)
+_INSERT = insert(_TIMERS)
+_CANCEL = (
+    update(_TIMERS)
+    .where(_TIMERS.c.id == bindparam("timer_id"))
+    .values(status="cancelled", closed_at=bindparam("closed_at"), next_at=None)
+)
+_STATE_TIMERS = select(Timer).where(
+    Timer.case_id == bindparam("case_id"), Timer.status == "pending", Timer.kind == "state", Timer.state == bindparam("state")
+)
+
+
+def state_timers(session: Session, case: Case, state: str) -> list[Timer]:
+    """Return the pending timers of ``state`` (those leaving it cancels)."""
+    return list(session.scalars(_STATE_TIMERS, {"case_id": case.id, "state": state}))
+
+
+def cancel(session: Session, pending: list[Timer], now: datetime) -> int:
+    """Cancel loaded timers with one UPDATE each, written now (see the module doc); return how many."""
+    if pending:
+        session.execute(_CANCEL, [{"timer_id": t.id, "closed_at": now} for t in pending])
+    for timer in pending:
+        set_committed_value(timer, "status", "cancelled")
+        set_committed_value(timer, "closed_at", now)
+        set_committed_value(timer, "next_at", None)
+    return len(pending)
+
+
 def close_timers(session: Session, case: Case, now: datetime, *, state: str | None = None, obligation_id: int | None = None, everything: bool = False) -> int:
     """Cancel pending timers of a left state, a fulfilled obligation, or (``everything``) the whole case."""
+    if state is not None and obligation_id is None and not everything:
+        return cancel(session, state_timers(session, case, state), now)
     query = select(Timer).where(Timer.case_id == case.id, Timer.status == "pending")
     if not everything:
         if obligation_id is not None:
             query = query.where(Timer.obligation_id == obligation_id)
         else:
             query = query.where(Timer.kind == "state", Timer.state == state)
-    count = 0
-    for timer in session.scalars(query):
-        timer.status = "cancelled"
-        timer.closed_at = now
-        timer.next_at = None
-        count += 1
-    return count
+    return cancel(session, list(session.scalars(query)), now)
 
 
 def replan(
@@ -195,6 +230,7 @@ def replan(
 
 __all__ = [
     "Step",
+    "cancel",
     "close_timers",
     "open_state_timers",
     "open_timer",
@@ -202,5 +238,6 @@ __all__ = [
     "replan",
     "resolve_start",
     "start_of_local_day",
+    "state_timers",
     "timer_key",
 ]

@@ -76,7 +76,7 @@ def create_unit(
 
 def set_parent(session: Session, unit: Unit, parent: Unit, on: date) -> UnitParent:
     """Make ``parent`` supervise ``unit`` from ``on``; the previous link ends that day."""
-    if parent.id == unit.id or unit.id in {u for u in ancestor_ids(session, parent.id, on)}:
+    if parent.id == unit.id or unit.id in ancestor_ids(session, parent.id, on):
         raise ValidationFailed([FieldProblem("parent", "a unit cannot be under itself")])
     current = session.scalar(
         select(UnitParent).where(UnitParent.unit_id == unit.id, UnitParent.valid_to.is_(None))
