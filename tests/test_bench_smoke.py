@@ -1,0 +1,46 @@
+"""The benchmarks still run: ``python -m bench --smoke`` in-process, every final-state check passing.
+
+Benchmarks are not tests. This keeps them alive in CI at tiny sizes and asserts no timing at all:
+only that the table comes out with every benchmark in it and every peer ended where qmsflow did.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.__main__ import main
+from bench.report import RESULTS_FILE
+from tests.conftest import REQUIRE_ALL, SKIPPED_SUITES
+
+BENCHMARKS = ("transitions/s", "memory per", "sweep, nothing due", "due reminders fired/s", "dashboard:")
+
+
+def _assert_complete(report, backend: str, printed: str) -> None:
+    assert report.rows, "no rows"
+    assert {row.backend for row in report.rows} == {backend}
+    for prefix in BENCHMARKS:
+        assert any(row.benchmark.startswith(prefix) for row in report.rows), f"no {prefix!r} row"
+    failed = [f"{row.benchmark}: {row.check}" for row in report.rows if row.check != "ok"]
+    assert failed == []
+    assert report.table().splitlines()[0].startswith("| benchmark")
+    assert "| benchmark" in printed
+
+
+def test_the_smoke_run_on_sqlite_completes_with_every_check_passing(capsys: pytest.CaptureFixture[str]) -> None:
+    before = RESULTS_FILE.read_text("utf-8") if RESULTS_FILE.exists() else None
+    report = main(["--smoke", "--backend", "sqlite"])
+    _assert_complete(report, "sqlite", capsys.readouterr().out)
+    # a smoke run never overwrites the real results
+    assert (RESULTS_FILE.read_text("utf-8") if RESULTS_FILE.exists() else None) == before
+
+
+def test_the_smoke_run_on_postgresql_completes_with_every_check_passing(
+    postgres_url: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if postgres_url is None:
+        SKIPPED_SUITES["postgresql"] = "PostgreSQL not reachable (bench smoke)"
+        if REQUIRE_ALL:
+            pytest.fail("PostgreSQL suite required but unavailable")
+        pytest.skip("no PostgreSQL server")
+    report = main(["--smoke", "--backend", "postgresql", "--postgres-url", postgres_url])
+    _assert_complete(report, "postgresql", capsys.readouterr().out)
