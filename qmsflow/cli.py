@@ -251,20 +251,16 @@ def _parse_data(items: tuple[str, ...]) -> dict[str, Any]:
             try:
                 loaded = json.loads(item)
             except json.JSONDecodeError as exc:
-                raise ValidationFailed([_problem("--data", f"not valid JSON: {exc.msg}")]) from None
+                raise ValidationFailed([FieldProblem("--data", f"not valid JSON: {exc.msg}")]) from None
             if not isinstance(loaded, dict):
-                raise ValidationFailed([_problem("--data", "JSON data must be an object")])
+                raise ValidationFailed([FieldProblem("--data", "JSON data must be an object")])
             data.update(loaded)
         elif "=" in item:
             key, value = item.split("=", 1)
             data[key.strip()] = value
         else:
-            raise ValidationFailed([_problem("--data", f"{item!r}: use key=value or a JSON object")])
+            raise ValidationFailed([FieldProblem("--data", f"{item!r}: use key=value or a JSON object")])
     return data
-
-
-def _problem(field: str, message: str) -> FieldProblem:
-    return FieldProblem(field, message)
 
 
 def _local(at: Any) -> str:
