@@ -54,14 +54,16 @@ def _shift(calendar: WorkingCalendar, day: date, amount: int, unit: LengthUnit) 
 def plan_steps(
     spec: TimerSpec, ladder: tuple[LadderLevel, ...], start: date, due: date, calendar: WorkingCalendar
 ) -> list[Step]:
-    """Return the ordered plan: reminders after the start, the due step, then each ladder level."""
+    """Return the ordered plan: each reminder, the due step, then each ladder level.
+
+    The plan has the same shape whatever the calendar says (one step per reminder and per level),
+    so a timer's stored ``next_step`` still means the same step after a re-plan. Reminders that
+    would fall on or before the start are passed over when the timer is opened (``first_step``).
+    """
     steps: list[Step] = []
-    reminder_days = sorted(
-        {_shift(calendar, due, -r.before, r.unit) for r in spec.reminders}, reverse=False
-    )
-    for day in reminder_days:
-        if start < day <= due:
-            steps.append(Step(len(steps), "reminder", start_of_local_day(day)))
+    for reminder in sorted(spec.reminders, key=lambda r: r.before, reverse=True):
+        day = min(_shift(calendar, due, -reminder.before, reminder.unit), due)
+        steps.append(Step(len(steps), "reminder", start_of_local_day(day)))
     steps.append(Step(len(steps), "due", deadline_instant(due)))
     for level, rung in enumerate(ladder, start=1):
         day = _shift(calendar, due, rung.after, rung.unit)
@@ -69,6 +71,15 @@ def plan_steps(
             day = calendar.on_or_after(day)
         steps.append(Step(len(steps), "escalation", deadline_instant(day), level, rung.target))
     return steps
+
+
+def first_step(steps: list[Step], start: date) -> int:
+    """Return the index of the first step worth planning: reminders dated by the start day are moot."""
+    start_instant = start_of_local_day(start)
+    index = 0
+    while steps[index].kind == "reminder" and steps[index].at <= start_instant:
+        index += 1
+    return index
 
 
 def timer_key(timer: Timer) -> str:
@@ -109,6 +120,7 @@ def open_timer(
     spec = definition.timer_spec(key)
     due = calendar.due_date(start, spec.length, spec.unit)
     steps = plan_steps(spec, definition.ladder(key), start, due, calendar)
+    first = first_step(steps, start)
     values: dict[str, Any] = {
         "case_id": case.id,
         "name": name,
@@ -120,8 +132,8 @@ def open_timer(
         "due_at": deadline_instant(due),
         "status": "pending",
         "level": 0,
-        "next_step": 0,
-        "next_at": steps[0].at,
+        "next_step": first,
+        "next_at": steps[first].at,
         "created_at": now,
         "closed_at": None,
     }
@@ -232,6 +244,7 @@ __all__ = [
     "Step",
     "cancel",
     "close_timers",
+    "first_step",
     "open_state_timers",
     "open_timer",
     "plan_steps",

@@ -39,3 +39,54 @@ def test_an_extra_day_off_moves_the_deadlines_that_span_it(db: Database, rt: Run
 
     with db.write() as session:
         assert apply_calendar(session, changed) == []  # nothing more moves the second time
+
+
+def test_a_replan_keeps_each_timer_on_the_same_next_step(db: Database, rt: Runtime, province: Province) -> None:
+    # regression: the plan's shape used to depend on the calendar (reminders before the start were
+    # dropped, reminders on the same day merged), so a re-plan could shift next_step onto another step
+    from qmsflow.engine.sweep import sweep
+    from qmsflow.engine.timers import plan_steps
+    from tests.conftest import local
+
+    minutes = {"inspection_decision": "1/QĐ", "minutes_number": "2/BB", "minutes_signed_on": "2026-01-05", "findings": "x"}
+    with db.write() as session:
+        apply_calendar(session, rt)
+        case = open_case(session, rt, province.actors["lead"], province.units["THPT-TNH"], "corrective_action", minutes)
+        (timer,) = pending_timers(session, case)
+        timer_id = timer.id
+    assert timer.due_date == date(2026, 3, 5)
+    first = sweep(db, rt, local(date(2026, 2, 12), 8))  # 10 working days before, across Tết
+    assert [(f.step, f.kind, f.outcome) for f in first.fired] == [(0, "reminder", "fired")]
+
+    # two extra days off on the due date and the day after move the deadline to Monday 9 March
+    extra = CalendarOverrides.from_mapping({2026: {"days_off": ["2026-03-05", "2026-03-06"]}})
+    changed = Runtime(registry=rt.registry, calendar=WorkingCalendar(extra), clock=rt.clock, history_key=rt.history_key)
+    with db.write() as session:
+        (moved,) = apply_calendar(session, changed)
+    assert (moved.old_due, moved.new_due) == (date(2026, 3, 5), date(2026, 3, 9))
+    definition = rt.registry.get("corrective_action", 1)
+    spec, ladder = definition.timer_spec("open.report_due"), definition.ladder("open.report_due")
+    before = plan_steps(spec, ladder, date(2026, 1, 5), date(2026, 3, 5), rt.calendar)
+    after = plan_steps(spec, ladder, date(2026, 1, 5), date(2026, 3, 9), changed.calendar)
+    assert [(s.kind, s.level) for s in before] == [(s.kind, s.level) for s in after]
+
+    with db.read() as session:
+        timer = session.get(Timer, timer_id)
+        assert timer.next_step == 1 and timer.next_at == local(date(2026, 3, 2), 0)  # 3 working days before 9 Mar
+    second = sweep(db, changed, local(date(2026, 3, 2), 8))
+    assert [(f.step, f.kind, f.outcome) for f in second.fired] == [(1, "reminder", "fired")]
+    assert sweep(db, changed, local(date(2026, 3, 9), 23, 0)).fired == []  # the old due date has no effect
+    due = sweep(db, changed, local(date(2026, 3, 10), 0, 5))
+    assert [(f.kind, f.level) for f in due.fired] == [("due", 0), ("escalation", 1)]
+
+
+def test_the_plan_has_the_same_shape_when_a_reminder_falls_before_the_start(rt: Runtime) -> None:
+    from qmsflow.engine.timers import first_step, plan_steps
+
+    definition = rt.registry.get("corrective_action", 1)
+    spec, ladder = definition.timer_spec("open.report_due"), definition.ladder("open.report_due")
+    late_start = plan_steps(spec, ladder, date(2026, 2, 27), date(2026, 3, 5), rt.calendar)
+    early_start = plan_steps(spec, ladder, date(2026, 1, 5), date(2026, 3, 5), rt.calendar)
+    assert [(s.kind, s.level) for s in late_start] == [(s.kind, s.level) for s in early_start]
+    assert first_step(late_start, date(2026, 2, 27)) == 1  # the 10-working-day reminder predates the start
+    assert first_step(early_start, date(2026, 1, 5)) == 0
