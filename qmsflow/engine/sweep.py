@@ -88,11 +88,12 @@ def sweep(
 ) -> SweepReport:
     """Fire every step due at ``now`` (default: the runtime clock); return what happened.
 
-    ``dry_run`` computes the same report in a transaction that is rolled back.
+    ``dry_run`` computes the same report batch by batch, rolling each batch back.
     """
     now = now or rt.clock.now()
     report = SweepReport()
     failed: set[int] = set()
+    previewed: set[int] = set()  # a dry run's rolled-back cases, so the next batch moves on
     # Look before taking the write lock: most sweeps find nothing due, and on SQLite a write
     # transaction (BEGIN IMMEDIATE) would hold every other writer back just to learn that.
     with db.engine.connect() as connection:
@@ -102,7 +103,7 @@ def sweep(
         session = db.write_factory()
         try:
             with session.begin():
-                claimed = _claim(session, now, batch_size, failed, db.is_sqlite)
+                claimed = _claim(session, now, batch_size, failed | previewed, db.is_sqlite)
                 if not claimed:
                     break
                 report.batches += 1
@@ -113,9 +114,8 @@ def sweep(
                     _handle_case(session, rt, case, due.get(case.id, []), now, worker, report, failed)
                 del units  # held until here: the identity map keeps only what is referenced
                 if dry_run:
+                    previewed.update(case.id for case in claimed)
                     session.rollback()
-                    # a dry run would claim the same cases again: one batch shows what would fire
-                    break
         finally:
             session.close()
         if len(claimed) < batch_size:

@@ -200,3 +200,11 @@ def test_escalations_reach_the_inbox_of_whoever_holds_the_role_when_routed(
             select(User.username, func.count()).join(InboxItem, InboxItem.user_id == User.id).group_by(User.username)
         ).all())
     assert got == {"tnh": 1, "gddt": 1, "lead": 1, "viewer": 1}
+
+
+def test_a_dry_run_previews_every_batch(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> None:
+    for unit in ("THPT-TNH", "THCS-MT", "SNV"):
+        _corrective(db, rt, province, unit, "2025-10-01")
+    preview = sweep(db, rt, local(date(2026, 1, 20)), batch_size=1, dry_run=True)
+    assert {f.case_id for f in preview.fired} == {1, 2, 3} and preview.batches == 3
+    assert _fired(db) == []
