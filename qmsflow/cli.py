@@ -37,7 +37,7 @@ from .engine.errors import (
 from .engine.models import Case, HistoryEntry, Timer, Unit
 from .engine.notifications import MailSettings, SmtpMailer, route
 from .engine.permissions import Actor
-from .engine.replanning import apply_calendar, stored_fingerprint
+from .engine.replanning import apply_calendar, apply_calendar_if_changed, stored_fingerprint
 from .engine.runtime import Runtime
 from .engine.scheduling import SchedulerService, worker_name
 from .engine.sweep import sweep
@@ -115,11 +115,16 @@ def _app(ctx: click.Context) -> App:
 def _initialise(app: App) -> None:
     app.settings = ensure_instance(app.settings)
     bootstrap.upgrade(app.db)
+    _replan_if_calendar_changed(app)
+
+
+def _replan_if_calendar_changed(app: App) -> None:
+    """A changed calendar.yaml re-plans pending deadlines before anything runs on the new calendar."""
     with app.db.write() as session:
-        known = stored_fingerprint(session)
-        moved = apply_calendar(session, app.rt) if known != app.rt.calendar.overrides.fingerprint() else []
-        if known is not None and moved:
-            click.echo(f"calendar overrides changed: {len(moved)} pending deadlines re-planned")
+        known = stored_fingerprint(session) is not None
+        moved = apply_calendar_if_changed(session, app.rt)
+    if known and moved:
+        click.echo(f"calendar overrides changed: {len(moved)} pending deadlines re-planned")
 
 
 @main.command()
@@ -529,6 +534,7 @@ def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, in
     if now_text:
         app.clock = FixedClock(_parse_instant(now_text))
     with engine_errors():
+        _replan_if_calendar_changed(app)
         service = _service(app, exit_when_idle=exit_when_idle)
         if interval:
             service.interval_seconds = interval
@@ -554,6 +560,7 @@ def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
         web = create_app(settings=app.settings, db=app.db, runtime=app.rt)
         service = None
         if app.settings.scheduler.embedded and not no_scheduler:
+            _replan_if_calendar_changed(app)
             # One scheduler for the process; waitress serves with threads, never forks workers.
             service = _service(app)
             service.start_background()

@@ -125,3 +125,28 @@ def test_tick_reports_what_fired_as_json_and_a_dry_run_fires_nothing(run) -> Non
     listed = run("timers", "list", "--due-before", "2026-12-03T00:00:00+07:00").output
     assert "report_due" in listed and "notice_due" in listed
     assert run("tick", "--now", "2026-11-28T08:00:00").exit_code == 2  # an instant without offset is refused
+
+
+def test_a_changed_calendar_file_is_applied_when_a_scheduler_starts(db: Database, tmp_path: Path) -> None:
+    calendar = tmp_path / "calendar.yaml"
+    calendar.write_text("2026:\n  working_days: ['2026-08-22']\n")
+    env = {
+        "QMSFLOW_INSTANCE_PATH": str(tmp_path / "instance"),
+        "QMSFLOW_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
+        "QMSFLOW_HISTORY_KEY": "cli-test-key",
+        "QMSFLOW_CALENDAR_FILE": str(calendar),
+    }
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    assert run("demo").exit_code == 0
+    before = run("timers", "list").output
+    assert "report_due               due 2026-12-15" in before
+    # the province declares Tuesday 15 December 2026 a day off: the corrective report is due a day later
+    calendar.write_text("2026:\n  working_days: ['2026-08-22']\n  days_off: ['2026-12-15']\n")
+    started = run("scheduler", "--now", "2026-11-28T08:00:00+07:00", "--exit-when-idle", "--interval", "1")
+    assert started.exit_code == 0, started.output
+    assert "pending deadlines re-planned" in started.output
+    assert "report_due               due 2026-12-16" in run("timers", "list").output
+    assert run("audit", "verify").exit_code == 0

@@ -56,4 +56,15 @@ def apply_calendar(session: Session, rt: Runtime) -> list[MovedDeadline]:
     return out
 
 
-__all__ = ["MovedDeadline", "apply_calendar", "stored_fingerprint"]
+def apply_calendar_if_changed(session: Session, rt: Runtime) -> list[MovedDeadline] | None:
+    """Re-plan only if the overrides differ from those the timers were planned with; None if they do not.
+
+    The stored fingerprint is locked first, so schedulers starting together re-plan once.
+    """
+    meta = session.scalar(select(Meta).where(Meta.key == FINGERPRINT_KEY).with_for_update())
+    if meta is not None and meta.value == rt.calendar.overrides.fingerprint():
+        return None
+    return apply_calendar(session, rt)
+
+
+__all__ = ["MovedDeadline", "apply_calendar", "apply_calendar_if_changed", "stored_fingerprint"]
