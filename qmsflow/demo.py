@@ -8,7 +8,7 @@ full An Giang data.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 
 from sqlalchemy import func, select
@@ -81,7 +81,7 @@ def has_data(session: Session) -> bool:
 def build_demo(session: Session, rt: Runtime, log: Callable[[str], None] = lambda _m: None) -> dict[str, int]:
     """Create the demo province in ``session`` by driving the engine; return counts of what was made."""
     clock = FixedClock(datetime.combine(START, time(8, 0), tzinfo=LOCAL_TZ))
-    demo_rt = Runtime(registry=rt.registry, calendar=rt.calendar, clock=clock, history_key=rt.history_key, language=rt.language)
+    demo_rt = replace(rt, clock=clock)
     d = _Demo(session, demo_rt, clock)
     for code, name, kind, parent, lead in UNITS:
         d.units[code] = create_unit(

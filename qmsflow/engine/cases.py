@@ -213,7 +213,7 @@ def _enter_state(
 ) -> None:
     if case.state in definition.end_states():
         case.closed_at = now
-        timers.close_timers(session, case, now, everything=True)
+        timers.close_timers(session, case, now)
         for ob in session.scalars(
             select(Obligation).where(Obligation.case_id == case.id, Obligation.status == "open")
         ):

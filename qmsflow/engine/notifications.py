@@ -82,24 +82,34 @@ def _message_id(kind: str, key: str, address: str, domain: str) -> str:
     return f"<qmsflow.{kind}.{key}.{digest}@{domain}>"
 
 
+# Who receives a notification for each target: users holding these roles, and these unit contacts.
+_USER_ROLES = {
+    "unit": ("unit_officer",),
+    "unit_head": ("unit_officer",),
+    "supervisor": ("supervisor",),
+    "lead": ("lead",),
+    "provincial_pc": ("viewer",),
+}
+_CONTACT_ROLES = {
+    "unit": ("iso_officer",),
+    "unit_head": ("head", "iso_officer"),
+    "supervisor": ("head",),
+    "lead": ("head",),
+    "provincial_pc": ("head",),
+}
+
+
 def recipients(session: Session, notification: Notification) -> tuple[list[User], list[Contact]]:
     """Return the users and contacts who receive ``notification``, as the hierarchy stands now."""
     unit_id = notification.target_unit_id
-    roles = {
-        "unit": ("unit_officer",),
-        "unit_head": ("unit_officer",),
-        "supervisor": ("supervisor",),
-        "lead": ("lead",),
-        "provincial_pc": ("viewer",),
-    }[notification.target]
-    user_query = select(User).where(User.active.is_(True), User.role.in_(roles))
-    if notification.target == "lead":
-        user_query = user_query.where((User.unit_id == unit_id) | User.unit_id.is_(None))
-    elif notification.target == "provincial_pc":
+    target = notification.target
+    user_query = select(User).where(User.active.is_(True), User.role.in_(_USER_ROLES[target]))
+    if target in ("lead", "provincial_pc"):
+        # province-wide roles: the lead officers and leadership may hold no unit at all
         user_query = user_query.where((User.unit_id == unit_id) | User.unit_id.is_(None))
     else:
         user_query = user_query.where(User.unit_id == unit_id)
-    contact_roles = ("iso_officer",) if notification.target == "unit" else ("head", "iso_officer") if notification.target == "unit_head" else ("head",)
+    contact_roles = _CONTACT_ROLES[target]
     contacts = session.scalars(select(Contact).where(Contact.unit_id == unit_id, Contact.role.in_(contact_roles)))
     return list(session.scalars(user_query.order_by(User.id))), list(contacts)
 

@@ -34,7 +34,13 @@ def stored_fingerprint(session: Session) -> str | None:
 
 def apply_calendar(session: Session, rt: Runtime) -> list[MovedDeadline]:
     """Re-plan every pending timer on the runtime's calendar, note each move in its case history."""
-    keys = {cid: (name, version) for cid, name, version in session.execute(select(Case.id, Case.workflow, Case.workflow_version))}
+    pending = select(Timer.case_id).where(Timer.status == "pending")
+    keys = {
+        cid: (name, version)
+        for cid, name, version in session.execute(
+            select(Case.id, Case.workflow, Case.workflow_version).where(Case.id.in_(pending))
+        )
+    }
     moved: list[tuple[Timer, date, date]] = replan(session, rt.calendar, lambda case_id: rt.registry.get(*keys[case_id]))
     now = rt.clock.now()
     out = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select
@@ -28,7 +28,7 @@ from . import history
 from .cases import advance
 from .clock import local_date
 from .db import Database
-from .definitions import Definition
+from .definitions import Definition, Target, TimerSpec
 from .errors import QmsflowError
 from .messages import compose
 from .models import Case, Notification, Timer, TimerFiring, Unit
@@ -166,8 +166,9 @@ def _handle_case(
     done_before = len(report.fired)
     try:
         definition = rt.registry.get(case.workflow, case.workflow_version)
+        bodies: dict[Target, int | None] = {}  # who each target is for this case today, resolved once
         for timer in timers:
-            _fire_due_steps(session, rt, definition, case, timer, now, worker, report)
+            _fire_due_steps(session, rt, definition, case, timer, now, worker, report, bodies)
         savepoint.commit()
     except Exception:  # one broken case must not block the whole sweep
         savepoint.rollback()
@@ -185,6 +186,7 @@ def _fire_due_steps(
     now: datetime,
     worker: str,
     report: SweepReport,
+    bodies: dict[Target, int | None],
 ) -> None:
     key = timer_key(timer)
     spec = definition.timer_spec(key)
@@ -192,7 +194,7 @@ def _fire_due_steps(
     while timer.status == "pending" and timer.next_step < len(steps) and steps[timer.next_step].at <= now:
         step = steps[timer.next_step]
         later_due = timer.next_step + 1 < len(steps) and steps[timer.next_step + 1].at <= now
-        outcome, detail = _fire_step(session, rt, definition, case, timer, step, steps, now, later_due)
+        outcome, detail = _fire_step(session, rt, definition, spec, case, timer, step, steps, now, later_due, bodies)
         session.add(
             TimerFiring(
                 timer_id=timer.id, step=step.index, kind=step.kind, level=step.level, outcome=outcome,
@@ -218,12 +220,14 @@ def _fire_step(
     session: Session,
     rt: Runtime,
     definition: Definition,
+    spec: TimerSpec,
     case: Case,
     timer: Timer,
     step: Step,
     steps: list[Step],
     now: datetime,
     later_due: bool,
+    bodies: dict[Target, int | None],
 ) -> tuple[str, str]:
     on = local_date(now)
     base = {"timer": timer.name, "step": step.index, "due": timer.due_date.isoformat(), "scheduled_at": history.canonical_instant(step.at)}
@@ -236,7 +240,6 @@ def _fire_step(
         return "fired", ""
     if step.kind == "due":
         history.append(session, rt.history_key, case, at=now, kind="deadline_passed", actor=SYSTEM.username, data=base)
-        spec = definition.timer_spec(timer_key(timer))
         if spec.on_due:
             try:
                 advance(session, rt, SYSTEM, case.id, spec.on_due, {})
@@ -249,26 +252,27 @@ def _fire_step(
             return "fired", spec.on_due
         return "fired", ""
     assert step.target is not None
-    body = escalation_body(session, case.unit_id, step.target, on)
-    previous = _previous_body(session, case, steps, step, on)
+
+    def body_of(target: Target) -> int | None:
+        if target not in bodies:
+            bodies[target] = escalation_body(session, case.unit_id, target, on).unit_id
+        return bodies[target]
+
+    body = body_of(step.target)
+    earlier = [s.target for s in steps if s.kind == "escalation" and s.level == step.level - 1]
+    previous = body_of(earlier[0]) if earlier and earlier[0] is not None else None
     data = {**base, "level": step.level, "target": step.target.value}
-    if body.unit_id is None or body.unit_id == previous:
-        reason = "no_body" if body.unit_id is None else "same_body"
+    if body is None or body == previous:
+        reason = "no_body" if body is None else "same_body"
         history.append(session, rt.history_key, case, at=now, kind="escalation_skipped", actor=SYSTEM.username, data={**data, "reason": reason})
         return "skipped", reason
-    unit_code = session.scalar(select(Unit.code).where(Unit.id == body.unit_id))
+    unit = session.get(Unit, body)  # the batch's units are already in the session
+    unit_code = unit.code if unit else str(body)
     history.append(
         session, rt.history_key, case, at=now, kind="escalated", actor=SYSTEM.username, data={**data, "body": unit_code}
     )
-    _notify(session, rt, definition, case, timer, "escalation", step.level, step.target.value, body.unit_id, now)
+    _notify(session, rt, definition, case, timer, "escalation", step.level, step.target.value, body, now)
     return "fired", f"{step.target.value} {unit_code}"
-
-
-def _previous_body(session: Session, case: Case, steps: list[Step], step: Step, on: date) -> int | None:
-    earlier = [s for s in steps if s.kind == "escalation" and s.level == step.level - 1]
-    if not earlier or earlier[0].target is None:
-        return None
-    return escalation_body(session, case.unit_id, earlier[0].target, on).unit_id
 
 
 def _notify(

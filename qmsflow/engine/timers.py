@@ -196,16 +196,11 @@ def cancel(session: Session, pending: list[Timer], now: datetime) -> int:
     return len(pending)
 
 
-def close_timers(session: Session, case: Case, now: datetime, *, state: str | None = None, obligation_id: int | None = None, everything: bool = False) -> int:
-    """Cancel pending timers of a left state, a fulfilled obligation, or (``everything``) the whole case."""
-    if state is not None and obligation_id is None and not everything:
-        return cancel(session, state_timers(session, case, state), now)
+def close_timers(session: Session, case: Case, now: datetime, *, obligation_id: int | None = None) -> int:
+    """Cancel the pending timers of a fulfilled obligation or, without one, of the whole case."""
     query = select(Timer).where(Timer.case_id == case.id, Timer.status == "pending")
-    if not everything:
-        if obligation_id is not None:
-            query = query.where(Timer.obligation_id == obligation_id)
-        else:
-            query = query.where(Timer.kind == "state", Timer.state == state)
+    if obligation_id is not None:
+        query = query.where(Timer.obligation_id == obligation_id)
     return cancel(session, list(session.scalars(query)), now)
 
 
