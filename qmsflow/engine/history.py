@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -73,6 +73,40 @@ def row_hash(key: bytes, case_id: int, seq: int, entry: Mapping[str, Any], prev_
     return hmac.new(key, canonical_bytes(case_id, seq, entry, prev_hash), hashlib.sha256).hexdigest()
 
 
+def _next_row(
+    key: bytes,
+    case: Case,
+    at: datetime,
+    kind: str,
+    actor: str,
+    event: str | None,
+    from_state: str | None,
+    to_state: str | None,
+    data: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Return the next row of ``case``'s chain, hashed and linked to the head the case holds now."""
+    payload = dict(data or {})
+    check_plain(payload)
+    seq = case.history_length + 1
+    fields = {
+        "at": at,
+        "kind": kind,
+        "event": event,
+        "from_state": from_state,
+        "to_state": to_state,
+        "actor": actor,
+        "data": payload,
+    }
+    digest = row_hash(key, case.id, seq, fields, case.history_head)
+    return {"case_id": case.id, "seq": seq, "prev_hash": case.history_head, "hash": digest, **fields}
+
+
+def _keep_in_step(case: Case, values: Mapping[str, Any]) -> None:
+    # The loaded case matches the database without being marked changed, so no flush writes it.
+    for name, value in values.items():
+        set_committed_value(case, name, value)
+
+
 def append(
     session: Session,
     key: bytes,
@@ -94,26 +128,43 @@ def append(
     the same statement. The loaded ``case`` is set to match without being marked changed, so no
     flush has to write it: a flush cost as much as the rest of a transition (bench/RESULTS.md).
     """
-    payload = dict(data or {})
-    check_plain(payload)
-    seq = case.history_length + 1
-    fields = {
-        "at": at,
-        "kind": kind,
-        "event": event,
-        "from_state": from_state,
-        "to_state": to_state,
-        "actor": actor,
-        "data": payload,
-    }
-    digest = row_hash(key, case.id, seq, fields, case.history_head)
-    session.execute(_INSERT, {"case_id": case.id, "seq": seq, "prev_hash": case.history_head, "hash": digest, **fields})
-    values = {**(case_values or {}), "history_head": digest, "history_length": seq}
+    row = _next_row(key, case, at, kind, actor, event, from_state, to_state, data)
+    session.execute(_INSERT, row)
+    values = {**(case_values or {}), "history_head": row["hash"], "history_length": row["seq"]}
     # The SET clause is the parameters' keys; the statement and its compiled form are reused.
     session.execute(_UPDATE_CASE, {"case_id_": case.id, **values})
-    for name, value in values.items():
-        set_committed_value(case, name, value)
-    return digest
+    _keep_in_step(case, values)
+    return str(row["hash"])
+
+
+@dataclass
+class HistoryBatch:
+    """History rows staged for one write: the sweep appends to many chains, then writes them all at once.
+
+    Each staged row moves the loaded case's chain head at once, so the next row (of this batch or of a
+    later ``append``) links to it. Write the batch before anything else appends to the same case with
+    ``append``, and expire the cases if the transaction is rolled back instead.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    heads: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def append(self, key: bytes, case: Case, *, at: datetime, kind: str, actor: str, data: Mapping[str, Any] | None = None) -> str:
+        """Stage one row on the case's chain and return the new head."""
+        row = _next_row(key, case, at, kind, actor, None, None, None, data)
+        self.rows.append(row)
+        head = {"history_head": row["hash"], "history_length": row["seq"]}
+        self.heads[case.id] = head
+        _keep_in_step(case, head)
+        return str(row["hash"])
+
+    def write(self, session: Session) -> None:
+        """Insert the staged rows and move each case's head, one executemany each; then start empty."""
+        if self.rows:
+            session.execute(_INSERT, self.rows)
+            session.execute(_UPDATE_CASE, [{"case_id_": case_id, **head} for case_id, head in self.heads.items()])
+        self.rows.clear()
+        self.heads.clear()
 
 
 def _entry_fields(row: HistoryEntry) -> dict[str, Any]:
@@ -225,6 +276,7 @@ def verify_all(session: Session, key: bytes) -> tuple[int, int, list[AuditFindin
 
 __all__ = [
     "AuditFinding",
+    "HistoryBatch",
     "append",
     "canonical_bytes",
     "canonical_instant",

@@ -10,8 +10,12 @@ several schedulers share the work without waiting on each other. On SQLite the w
 itself (``BEGIN IMMEDIATE``) is the lock. Underneath both, the unique (timer, step) constraint on
 ``timer_firings`` makes a second firing of the same step impossible.
 
-A case whose handling raises is rolled back to its savepoint, logged and left for the next sweep;
-it never stops the others.
+Firing is computed first and written after, one statement per table for the whole batch: most
+steps only record a history row, an outbox notification and the timer's next step, and writing them
+row by row cost most of a sweep (bench/RESULTS.md). A case whose due step fires an event (``on_due``)
+runs a transition, so it is handled on its own, inside a savepoint. If the batched write fails, the
+batch is rolled back to its savepoint and redone case by case; a case whose handling raises is rolled
+back to its own savepoint, logged and left for the next sweep. It never stops the others.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import history
 from .cases import advance
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 
 _TIMERS = cast(Table, Timer.__table__)
 _ANY_DUE = select(_TIMERS.c.id).where(_TIMERS.c.status == "pending", _TIMERS.c.next_at <= bindparam("now")).limit(1)
+_INSERT_FIRING = insert(cast(Table, TimerFiring.__table__))
+_INSERT_NOTIFICATION = insert(cast(Table, Notification.__table__))
+# The SET clause is the parameters' keys: the timer's next step, level, status and closing time.
+_UPDATE_TIMER = update(_TIMERS).where(_TIMERS.c.id == bindparam("timer_id_"))
 
 # A reminder is sent on its day; once that day is over (or a later step is already due) it is
 # recorded as skipped, because a reminder that arrives after the deadline only misleads.
@@ -74,6 +83,36 @@ class SweepReport:
     def count(self) -> int:
         """How many steps fired (not counting skipped ones)."""
         return sum(1 for f in self.fired if f.outcome == "fired")
+
+
+@dataclass
+class _Writes:
+    """What firing changes, kept until written: once per batch, or once per case when it must be."""
+
+    history: history.HistoryBatch = field(default_factory=history.HistoryBatch)
+    firings: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    timers: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def move_timer(self, timer: Timer, **values: Any) -> None:
+        """Stage the timer's new step; the loaded timer matches at once, so no flush writes it."""
+        for name, value in values.items():
+            set_committed_value(timer, name, value)
+        self.timers[timer.id] = {"timer_id_": timer.id, **values}
+
+    def write(self, session: Session) -> None:
+        """Write everything staged, one executemany per table, and start empty."""
+        # Firings first: their unique (timer, step) is what makes a second firing fail before the rest.
+        if self.firings:
+            session.execute(_INSERT_FIRING, self.firings)
+        self.history.write(session)
+        if self.notifications:
+            session.execute(_INSERT_NOTIFICATION, self.notifications)
+        if self.timers:
+            session.execute(_UPDATE_TIMER, list(self.timers.values()))
+        self.firings.clear()
+        self.notifications.clear()
+        self.timers.clear()
 
 
 def sweep(
@@ -110,8 +149,13 @@ def sweep(
                 # One query each for the batch's due timers and units, instead of one per case.
                 due = _due_timers(session, [case.id for case in claimed], now)
                 units = session.scalars(select(Unit).where(Unit.id.in_({case.unit_id for case in claimed}))).all()
+                batched: list[Case] = []
                 for case in claimed:
-                    _handle_case(session, rt, case, due.get(case.id, []), now, worker, report, failed)
+                    if _fires_an_event(rt, case, due.get(case.id, [])):
+                        _handle_case(session, rt, case, due.get(case.id, []), now, worker, report, failed)
+                    else:
+                        batched.append(case)
+                _fire_batch(session, rt, batched, due, now, worker, report, failed)
                 del units  # held until here: the identity map keeps only what is referenced
                 if dry_run:
                     previewed.update(case.id for case in claimed)
@@ -152,6 +196,46 @@ def _due_timers(session: Session, case_ids: list[int], now: datetime) -> dict[in
     return by_case
 
 
+def _fires_an_event(rt: Runtime, case: Case, timers: list[Timer]) -> bool:
+    """Whether a due step of these timers may run a transition (``on_due``), or the case is unreadable."""
+    try:
+        definition = rt.registry.get(case.workflow, case.workflow_version)
+        return any(definition.timer_spec(timer_key(timer)).on_due for timer in timers)
+    except Exception:  # let the case-by-case path log it and go on
+        return True
+
+
+def _fire_batch(
+    session: Session,
+    rt: Runtime,
+    cases: list[Case],
+    due: dict[int, list[Timer]],
+    now: datetime,
+    worker: str,
+    report: SweepReport,
+    failed: set[int],
+) -> None:
+    """Fire cases whose steps only record and notify, then write each table once for all of them."""
+    if not cases:
+        return
+    done_before = len(report.fired)
+    savepoint = session.begin_nested()
+    try:
+        writes = _Writes()
+        with session.no_autoflush:  # nothing is flushed half-way: the reads below only look up units
+            for case in cases:
+                _fire_case(session, rt, case, due.get(case.id, []), now, worker, report, writes)
+        writes.write(session)
+        savepoint.commit()
+    except Exception:
+        savepoint.rollback()
+        del report.fired[done_before:]
+        session.expire_all()  # the loaded cases and timers were moved ahead of what is now written
+        log.warning("sweep: a batch of %d cases failed; firing them one by one", len(cases), exc_info=True)
+        for case in cases:
+            _handle_case(session, rt, case, due.get(case.id, []), now, worker, report, failed)
+
+
 def _handle_case(
     session: Session,
     rt: Runtime,
@@ -165,16 +249,31 @@ def _handle_case(
     savepoint = session.begin_nested()
     done_before = len(report.fired)
     try:
-        definition = rt.registry.get(case.workflow, case.workflow_version)
-        bodies: dict[Target, int | None] = {}  # who each target is for this case today, resolved once
-        for timer in timers:
-            _fire_due_steps(session, rt, definition, case, timer, now, worker, report, bodies)
+        writes = _Writes()
+        _fire_case(session, rt, case, timers, now, worker, report, writes)
+        writes.write(session)
         savepoint.commit()
     except Exception:  # one broken case must not block the whole sweep
         savepoint.rollback()
         del report.fired[done_before:]
         failed.add(case.id)
         log.exception("sweep: case %s failed and was skipped", case.id)
+
+
+def _fire_case(
+    session: Session,
+    rt: Runtime,
+    case: Case,
+    timers: list[Timer],
+    now: datetime,
+    worker: str,
+    report: SweepReport,
+    writes: _Writes,
+) -> None:
+    definition = rt.registry.get(case.workflow, case.workflow_version)
+    bodies: dict[Target, int | None] = {}  # who each target is for this case today, resolved once
+    for timer in timers:
+        _fire_due_steps(session, rt, definition, case, timer, now, worker, report, bodies, writes)
 
 
 def _fire_due_steps(
@@ -187,6 +286,7 @@ def _fire_due_steps(
     worker: str,
     report: SweepReport,
     bodies: dict[Target, int | None],
+    writes: _Writes,
 ) -> None:
     key = timer_key(timer)
     spec = definition.timer_spec(key)
@@ -194,26 +294,23 @@ def _fire_due_steps(
     while timer.status == "pending" and timer.next_step < len(steps) and steps[timer.next_step].at <= now:
         step = steps[timer.next_step]
         later_due = timer.next_step + 1 < len(steps) and steps[timer.next_step + 1].at <= now
-        outcome, detail = _fire_step(session, rt, definition, spec, case, timer, step, steps, now, later_due, bodies)
-        session.add(
-            TimerFiring(
-                timer_id=timer.id, step=step.index, kind=step.kind, level=step.level, outcome=outcome,
-                scheduled_at=step.at, fired_at=now, fired_by=worker,
-            )
+        outcome, detail = _fire_step(session, rt, definition, spec, case, timer, step, steps, now, later_due, bodies, writes)
+        writes.firings.append(
+            {
+                "timer_id": timer.id, "step": step.index, "kind": step.kind, "level": step.level, "outcome": outcome,
+                "scheduled_at": step.at, "fired_at": now, "fired_by": worker,
+            }
         )
         report.fired.append(
             Fired(case.id, timer.id, timer.name, step.index, step.kind, step.level, outcome, step.at, detail)
         )
         if timer.status != "pending":  # the due action moved the case out of the timer's state
             break
-        timer.next_step = step.index + 1
-        if step.kind == "escalation" and outcome == "fired":
-            timer.level = step.level
-        if timer.next_step < len(steps):
-            timer.next_at = steps[timer.next_step].at
+        level = step.level if step.kind == "escalation" and outcome == "fired" else timer.level
+        if step.index + 1 < len(steps):
+            writes.move_timer(timer, next_step=step.index + 1, level=level, next_at=steps[step.index + 1].at, status="pending", closed_at=None)
         else:
-            timer.status, timer.next_at, timer.closed_at = "done", None, now
-    session.flush()
+            writes.move_timer(timer, next_step=step.index + 1, level=level, next_at=None, status="done", closed_at=now)
 
 
 def _fire_step(
@@ -228,24 +325,26 @@ def _fire_step(
     now: datetime,
     later_due: bool,
     bodies: dict[Target, int | None],
+    writes: _Writes,
 ) -> tuple[str, str]:
     on = local_date(now)
     base = {"timer": timer.name, "step": step.index, "due": timer.due_date.isoformat(), "scheduled_at": history.canonical_instant(step.at)}
     if step.kind == "reminder":
         if later_due or now >= step.at + REMINDER_GRACE:
-            history.append(session, rt.history_key, case, at=now, kind="reminder_skipped", actor=SYSTEM.username, data=base)
+            writes.history.append(rt.history_key, case, at=now, kind="reminder_skipped", actor=SYSTEM.username, data=base)
             return "skipped", "passed"
-        _notify(session, rt, definition, case, timer, "reminder", 0, "unit", case.unit_id, now)
-        history.append(session, rt.history_key, case, at=now, kind="reminder", actor=SYSTEM.username, data=base)
+        _notify(session, rt, writes, definition, case, timer, "reminder", 0, "unit", case.unit_id, now)
+        writes.history.append(rt.history_key, case, at=now, kind="reminder", actor=SYSTEM.username, data=base)
         return "fired", ""
     if step.kind == "due":
-        history.append(session, rt.history_key, case, at=now, kind="deadline_passed", actor=SYSTEM.username, data=base)
+        writes.history.append(rt.history_key, case, at=now, kind="deadline_passed", actor=SYSTEM.username, data=base)
         if spec.on_due:
+            writes.write(session)  # the transition appends to the same chain and may close this timer
             try:
                 advance(session, rt, SYSTEM, case.id, spec.on_due, {})
             except QmsflowError as exc:  # the case moved on in a way the definition allows; say so
-                history.append(
-                    session, rt.history_key, case, at=now, kind="timer_action_refused", actor=SYSTEM.username,
+                writes.history.append(
+                    rt.history_key, case, at=now, kind="timer_action_refused", actor=SYSTEM.username,
                     data={**base, "event": spec.on_due, "error": type(exc).__name__},
                 )
                 return "fired", f"{spec.on_due} refused: {type(exc).__name__}"
@@ -264,20 +363,21 @@ def _fire_step(
     data = {**base, "level": step.level, "target": step.target.value}
     if body is None or body == previous:
         reason = "no_body" if body is None else "same_body"
-        history.append(session, rt.history_key, case, at=now, kind="escalation_skipped", actor=SYSTEM.username, data={**data, "reason": reason})
+        writes.history.append(rt.history_key, case, at=now, kind="escalation_skipped", actor=SYSTEM.username, data={**data, "reason": reason})
         return "skipped", reason
     unit = session.get(Unit, body)  # the batch's units are already in the session
     unit_code = unit.code if unit else str(body)
-    history.append(
-        session, rt.history_key, case, at=now, kind="escalated", actor=SYSTEM.username, data={**data, "body": unit_code}
+    writes.history.append(
+        rt.history_key, case, at=now, kind="escalated", actor=SYSTEM.username, data={**data, "body": unit_code}
     )
-    _notify(session, rt, definition, case, timer, "escalation", step.level, step.target.value, body, now)
+    _notify(session, rt, writes, definition, case, timer, "escalation", step.level, step.target.value, body, now)
     return "fired", f"{step.target.value} {unit_code}"
 
 
 def _notify(
     session: Session,
     rt: Runtime,
+    writes: _Writes,
     definition: Definition,
     case: Case,
     timer: Timer,
@@ -288,11 +388,12 @@ def _notify(
     now: datetime,
 ) -> None:
     subject, body = compose(session, rt.language, definition, case, timer, kind, level)
-    session.add(
-        Notification(
-            case_id=case.id, timer_id=timer.id, kind=kind, level=level, target=target, target_unit_id=target_unit_id,
-            subject=subject, body=body, created_at=now, status="pending",
-        )
+    writes.notifications.append(
+        {
+            "case_id": case.id, "timer_id": timer.id, "kind": kind, "level": level, "target": target,
+            "target_unit_id": target_unit_id, "subject": subject, "body": body, "created_at": now, "status": "pending",
+            "routed_at": None,
+        }
     )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from qmsflow.engine import Database, FixedClock, Runtime, open_case
 from qmsflow.engine import sweep as sweep_module
 from qmsflow.engine.history import verify_all
-from qmsflow.engine.models import Case, HistoryEntry, InboxItem, Timer, TimerFiring, User
+from qmsflow.engine.models import Case, HistoryEntry, InboxItem, Notification, Timer, TimerFiring, User
 from qmsflow.engine.notifications import MailSettings, route
 from qmsflow.engine.sweep import sweep
 from qmsflow.engine.units import UnitKind, create_unit
@@ -208,3 +208,44 @@ def test_a_dry_run_previews_every_batch(db: Database, rt: Runtime, clock: FixedC
     preview = sweep(db, rt, local(date(2026, 1, 20)), batch_size=1, dry_run=True)
     assert {f.case_id for f in preview.fired} == {1, 2, 3} and preview.batches == 3
     assert _fired(db) == []
+
+
+def test_when_a_batched_write_fails_the_batch_is_redone_case_by_case_and_only_the_bad_case_waits(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression: the batched write path must not leave the loaded cases' chain heads ahead of the database.
+    clock.set(local(date(2025, 9, 1)))
+    with db.write() as session:
+        ids = [open_case(session, rt, province.actors["lead"], session.merge(province.units[u]), "qms_lifecycle").id
+               for u in ("THPT-TNH", "THCS-MT", "SNV")]
+        bad_timer = session.scalars(select(Timer).where(Timer.case_id == ids[1])).one()
+        # a firing of the bad case's next step already exists, as if fired by a sweep whose timer update was lost
+        session.add(TimerFiring(timer_id=bad_timer.id, step=bad_timer.next_step, kind="reminder", level=0, outcome="fired",
+                                scheduled_at=bad_timer.next_at, fired_at=bad_timer.next_at, fired_by="elsewhere"))
+    report = sweep(db, rt, local(date(2026, 3, 1)))
+    assert report.failed_cases == [ids[1]]
+    assert {f.case_id for f in report.fired} == {ids[0], ids[2]}
+    assert "firing them one by one" in caplog.text
+    with db.read() as session:
+        assert verify_all(session, HISTORY_KEY)[2] == []
+        fired = session.scalar(select(func.count()).select_from(TimerFiring).where(TimerFiring.fired_by == "sweep"))
+        assert fired == len(report.fired) == 2 * 7
+
+
+def test_a_batch_mixing_due_actions_and_reminders_keeps_every_chain_whole(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    # corrective actions fire a transition when due (their own savepoint); lifecycles only record and notify (batched)
+    clock.set(local(date(2025, 10, 2)))
+    corrective = [_corrective(db, rt, province, unit, "2025-10-01") for unit in ("THPT-TNH", "SNV")]
+    with db.write() as session:
+        lifecycle = [open_case(session, rt, province.actors["lead"], session.merge(province.units[u]), "qms_lifecycle").id
+                     for u in ("THCS-MT", "SGDDT")]
+    report = sweep(db, rt, local(date(2026, 3, 1)))
+    assert {f.case_id for f in report.fired} == set(corrective + lifecycle) and report.failed_cases == []
+    with db.read() as session:
+        assert verify_all(session, HISTORY_KEY)[2] == []
+        assert all(session.get(Case, i).data["overdue"] is True for i in corrective)
+        notified = session.scalar(select(func.count()).select_from(Notification))
+        assert notified == sum(1 for f in report.fired if f.outcome == "fired" and f.kind != "due")
+    assert sweep(db, rt, local(date(2026, 3, 1))).fired == []
