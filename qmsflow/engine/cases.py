@@ -184,7 +184,6 @@ def advance(
     # and end-state changes left: in the profile, flushes cost as much as the rest of a transition.
     from_state = case.state
     to_fulfil = _obligations_fulfilled_by(session, definition, case, event)
-    leaving = timers.state_timers(session, case, from_state) if to_state != from_state else []
     # The case row's new state, data and version go out in the same UPDATE as the chain head.
     history.append(
         session,
@@ -202,7 +201,7 @@ def advance(
     _fulfil_obligations(session, rt, definition, case, event, to_fulfil, recorded, now, actor)
     _open_event_obligations(session, rt, definition, case, event, recorded, now, actor)
     if to_state != from_state:
-        timers.cancel(session, leaving, now)
+        timers.cancel_state_timers(session, case, from_state, now)
         _enter_state(session, rt, definition, case, now, actor)
     session.flush()
     return Advanced(case=case, event=event, from_state=from_state, to_state=to_state, recorded=recorded)

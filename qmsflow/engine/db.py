@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -45,6 +45,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        if mode is None:  # Database.glance(): each statement is its own transaction
+            return
         # Straight to the driver: through exec_driver_sql this one statement cost a sixth of a
         # short write transaction (see bench/RESULTS.md). echo=True no longer shows the BEGIN.
         connection.connection.driver_connection.execute(f"BEGIN {mode}")
@@ -59,6 +61,10 @@ class Database:
         write_bind = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
         self.write_factory = sessionmaker(bind=write_bind, expire_on_commit=False)
         self.read_factory = sessionmaker(bind=engine, expire_on_commit=False)
+        # One statement needs no transaction around it: no BEGIN, no ROLLBACK, one round trip.
+        self._glance_bind = (
+            engine.execution_options(sqlite_begin=None) if self.is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -74,6 +80,12 @@ class Database:
                 yield session
             finally:
                 session.rollback()
+
+    @contextmanager
+    def glance(self) -> Iterator[Connection]:
+        """A connection for a single read statement, run outside any transaction (e.g. "is anything due?")."""
+        with self._glance_bind.connect() as connection:
+            yield connection
 
     def dispose(self) -> None:
         """Close every pooled connection."""

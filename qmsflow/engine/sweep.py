@@ -135,7 +135,7 @@ def sweep(
     previewed: set[int] = set()  # a dry run's rolled-back cases, so the next batch moves on
     # Look before taking the write lock: most sweeps find nothing due, and on SQLite a write
     # transaction (BEGIN IMMEDIATE) would hold every other writer back just to learn that.
-    with db.engine.connect() as connection:
+    with db.glance() as connection:
         if connection.execute(_ANY_DUE, {"now": now}).first() is None:
             return report
     while max_batches is None or report.batches < max_batches:

@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from .calendar import LengthUnit, WorkingCalendar, add_months, deadline_instant
 from .clock import LOCAL_TZ, local_date
@@ -175,14 +176,31 @@ _CANCEL = (
     .where(_TIMERS.c.id == bindparam("timer_id"))
     .values(status="cancelled", closed_at=bindparam("closed_at"), next_at=None)
 )
-_STATE_TIMERS = select(Timer).where(
-    Timer.case_id == bindparam("case_id"), Timer.status == "pending", Timer.kind == "state", Timer.state == bindparam("state")
+_CANCEL_STATE_TIMERS = (
+    update(_TIMERS)
+    .where(
+        _TIMERS.c.case_id == bindparam("case_id_"),
+        _TIMERS.c.status == "pending",
+        _TIMERS.c.kind == "state",
+        _TIMERS.c.state == bindparam("state_"),
+    )
+    .values(status="cancelled", closed_at=bindparam("closed_at"), next_at=None)
+    .returning(_TIMERS.c.id)
 )
 
 
-def state_timers(session: Session, case: Case, state: str) -> list[Timer]:
-    """Return the pending timers of ``state`` (those leaving it cancels)."""
-    return list(session.scalars(_STATE_TIMERS, {"case_id": case.id, "state": state}))
+def cancel_state_timers(session: Session, case: Case, state: str, now: datetime) -> int:
+    """Cancel the pending timers of ``state`` (leaving it) with one statement; return how many.
+
+    Nothing is read first: the UPDATE returns the ids, and any of those timers the session holds is
+    set to match (the sweep checks whether the timer it is firing was closed by the transition).
+    """
+    ids = session.scalars(_CANCEL_STATE_TIMERS, {"case_id_": case.id, "state_": state, "closed_at": now}).all()
+    for timer_id in ids:
+        timer = session.identity_map.get(identity_key(Timer, timer_id))
+        if timer is not None:
+            _set_cancelled(cast(Timer, timer), now)
+    return len(ids)
 
 
 def cancel(session: Session, pending: list[Timer], now: datetime) -> int:
@@ -190,10 +208,14 @@ def cancel(session: Session, pending: list[Timer], now: datetime) -> int:
     if pending:
         session.execute(_CANCEL, [{"timer_id": t.id, "closed_at": now} for t in pending])
     for timer in pending:
-        set_committed_value(timer, "status", "cancelled")
-        set_committed_value(timer, "closed_at", now)
-        set_committed_value(timer, "next_at", None)
+        _set_cancelled(timer, now)
     return len(pending)
+
+
+def _set_cancelled(timer: Timer, now: datetime) -> None:
+    set_committed_value(timer, "status", "cancelled")
+    set_committed_value(timer, "closed_at", now)
+    set_committed_value(timer, "next_at", None)
 
 
 def close_timers(session: Session, case: Case, now: datetime, *, obligation_id: int | None = None) -> int:
@@ -238,6 +260,7 @@ def replan(
 __all__ = [
     "Step",
     "cancel",
+    "cancel_state_timers",
     "close_timers",
     "first_step",
     "open_state_timers",
@@ -246,6 +269,5 @@ __all__ = [
     "replan",
     "resolve_start",
     "start_of_local_day",
-    "state_timers",
     "timer_key",
 ]

@@ -171,3 +171,20 @@ def test_an_event_missing_required_data_is_refused_naming_the_field(db: Database
     with pytest.raises(GuardFailed) as info, db.write() as session:
         advance(session, rt, province.actors["snv"], case_id, "approve_plan", data)
     assert [p.field for p in info.value.problems] == [missing]
+
+
+def test_leaving_a_state_cancels_its_timers_in_one_statement_and_the_loaded_ones_follow(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    clock.set(local(date(2026, 1, 6)))
+    with db.write() as session:
+        case = open_case(session, rt, province.actors["lead"], province.units["THPT-TNH"], "qms_lifecycle")
+        (loaded,) = pending_timers(session, case)  # held by the session, as the sweep holds the timer it fires
+        day, actor, event, data, state = LIFECYCLE[0]
+        advance(session, rt, province.actors[actor], case.id, event, data)
+        assert (loaded.status, loaded.next_at, loaded.closed_at) == ("cancelled", None, local(day))
+        assert not session.dirty  # kept in step, not left for a flush
+    with db.read() as session:
+        stored = session.get(Timer, loaded.id)
+        assert (stored.status, stored.next_at) == ("cancelled", None)
+        assert [t.state for t in pending_timers(session, session.get(Case, case.id))] == [state]
