@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -131,31 +131,25 @@ def sweep(
     """
     now = now or rt.clock.now()
     report = SweepReport()
-    failed: set[int] = set()
     previewed: set[int] = set()  # a dry run's rolled-back cases, so the next batch moves on
     # Look before taking the write lock: most sweeps find nothing due, and on SQLite a write
     # transaction (BEGIN IMMEDIATE) would hold every other writer back just to learn that.
     with db.glance() as connection:
         if connection.execute(_ANY_DUE, {"now": now}).first() is None:
             return report
+    firing = _Firing(rt, now, worker, report)
     while max_batches is None or report.batches < max_batches:
         session = db.write_factory()
         try:
             with session.begin():
-                claimed = _claim(session, now, batch_size, failed | previewed, db.is_sqlite)
+                claimed = _claim(session, now, batch_size, firing.failed | previewed, db.is_sqlite)
                 if not claimed:
                     break
                 report.batches += 1
                 # One query each for the batch's due timers and units, instead of one per case.
                 due = _due_timers(session, [case.id for case in claimed], now)
                 units = session.scalars(select(Unit).where(Unit.id.in_({case.unit_id for case in claimed}))).all()
-                batched: list[Case] = []
-                for case in claimed:
-                    if _fires_an_event(rt, case, due.get(case.id, [])):
-                        _handle_case(session, rt, case, due.get(case.id, []), now, worker, report, failed)
-                    else:
-                        batched.append(case)
-                _fire_batch(session, rt, batched, due, now, worker, report, failed)
+                firing.batch(session, claimed, due)
                 del units  # held until here: the identity map keeps only what is referenced
                 if dry_run:
                     previewed.update(case.id for case in claimed)
@@ -164,7 +158,7 @@ def sweep(
             session.close()
         if len(claimed) < batch_size:
             break
-    report.failed_cases = sorted(failed)
+    report.failed_cases = sorted(firing.failed)
     return report
 
 
@@ -205,112 +199,107 @@ def _fires_an_event(rt: Runtime, case: Case, timers: list[Timer]) -> bool:
         return True
 
 
-def _fire_batch(
-    session: Session,
-    rt: Runtime,
-    cases: list[Case],
-    due: dict[int, list[Timer]],
-    now: datetime,
-    worker: str,
-    report: SweepReport,
-    failed: set[int],
-) -> None:
-    """Fire cases whose steps only record and notify, then write each table once for all of them."""
-    if not cases:
-        return
-    done_before = len(report.fired)
-    savepoint = session.begin_nested()
-    try:
-        writes = _Writes()
-        with session.no_autoflush:  # nothing is flushed half-way: the reads below only look up units
+@dataclass
+class _Firing:
+    """One sweep's firing: what it fired, the cases that failed, and the plans it has worked out."""
+
+    rt: Runtime
+    now: datetime
+    worker: str
+    report: SweepReport
+    failed: set[int] = field(default_factory=set)
+    # Cases ordered on the same day share their plans: (workflow, version, timer, start, due) -> steps.
+    plans: dict[tuple[str, int, str, date, date], list[Step]] = field(default_factory=dict)
+
+    def batch(self, session: Session, claimed: list[Case], due: dict[int, list[Timer]]) -> None:
+        """Fire a claimed batch: cases that run a transition one by one, the rest with batched writes."""
+        batched: list[Case] = []
+        for case in claimed:
+            if _fires_an_event(self.rt, case, due.get(case.id, [])):
+                self.one_case(session, case, due.get(case.id, []))
+            else:
+                batched.append(case)
+        if batched:
+            self.batched_cases(session, batched, due)
+
+    def batched_cases(self, session: Session, cases: list[Case], due: dict[int, list[Timer]]) -> None:
+        """Fire cases whose steps only record and notify, then write each table once for all of them."""
+        done_before = len(self.report.fired)
+        savepoint = session.begin_nested()
+        try:
+            writes = _Writes()
+            with session.no_autoflush:  # nothing is flushed half-way: the reads below only look up units
+                for case in cases:
+                    self.case(session, case, due.get(case.id, []), writes)
+            writes.write(session)
+            savepoint.commit()
+        except Exception:
+            savepoint.rollback()
+            del self.report.fired[done_before:]
+            session.expire_all()  # the loaded cases and timers were moved ahead of what is now written
+            log.warning("sweep: a batch of %d cases failed; firing them one by one", len(cases), exc_info=True)
             for case in cases:
-                _fire_case(session, rt, case, due.get(case.id, []), now, worker, report, writes)
-        writes.write(session)
-        savepoint.commit()
-    except Exception:
-        savepoint.rollback()
-        del report.fired[done_before:]
-        session.expire_all()  # the loaded cases and timers were moved ahead of what is now written
-        log.warning("sweep: a batch of %d cases failed; firing them one by one", len(cases), exc_info=True)
-        for case in cases:
-            _handle_case(session, rt, case, due.get(case.id, []), now, worker, report, failed)
+                self.one_case(session, case, due.get(case.id, []))
 
+    def one_case(self, session: Session, case: Case, timers: list[Timer]) -> None:
+        """Fire one case inside its own savepoint; on any error roll it back, log it and go on."""
+        savepoint = session.begin_nested()
+        done_before = len(self.report.fired)
+        try:
+            writes = _Writes()
+            self.case(session, case, timers, writes)
+            writes.write(session)
+            savepoint.commit()
+        except Exception:  # one broken case must not block the whole sweep
+            savepoint.rollback()
+            del self.report.fired[done_before:]
+            self.failed.add(case.id)
+            log.exception("sweep: case %s failed and was skipped", case.id)
 
-def _handle_case(
-    session: Session,
-    rt: Runtime,
-    case: Case,
-    timers: list[Timer],
-    now: datetime,
-    worker: str,
-    report: SweepReport,
-    failed: set[int],
-) -> None:
-    savepoint = session.begin_nested()
-    done_before = len(report.fired)
-    try:
-        writes = _Writes()
-        _fire_case(session, rt, case, timers, now, worker, report, writes)
-        writes.write(session)
-        savepoint.commit()
-    except Exception:  # one broken case must not block the whole sweep
-        savepoint.rollback()
-        del report.fired[done_before:]
-        failed.add(case.id)
-        log.exception("sweep: case %s failed and was skipped", case.id)
+    def case(self, session: Session, case: Case, timers: list[Timer], writes: _Writes) -> None:
+        """Fire every due step of the case's due timers, staging what they write."""
+        definition = self.rt.registry.get(case.workflow, case.workflow_version)
+        bodies: dict[Target, int | None] = {}  # who each target is for this case today, resolved once
+        for timer in timers:
+            self.due_steps(session, definition, case, timer, bodies, writes)
 
+    def plan(self, definition: Definition, key: str, timer: Timer) -> list[Step]:
+        """Return the timer's plan, worked out once per sweep for each definition, timer and dates."""
+        cache_key = (definition.name, definition.version, key, timer.start_date, timer.due_date)
+        steps = self.plans.get(cache_key)
+        if steps is None:
+            steps = plan_steps(definition.timer_spec(key), definition.ladder(key), timer.start_date, timer.due_date, self.rt.calendar)
+            self.plans[cache_key] = steps
+        return steps
 
-def _fire_case(
-    session: Session,
-    rt: Runtime,
-    case: Case,
-    timers: list[Timer],
-    now: datetime,
-    worker: str,
-    report: SweepReport,
-    writes: _Writes,
-) -> None:
-    definition = rt.registry.get(case.workflow, case.workflow_version)
-    bodies: dict[Target, int | None] = {}  # who each target is for this case today, resolved once
-    for timer in timers:
-        _fire_due_steps(session, rt, definition, case, timer, now, worker, report, bodies, writes)
-
-
-def _fire_due_steps(
-    session: Session,
-    rt: Runtime,
-    definition: Definition,
-    case: Case,
-    timer: Timer,
-    now: datetime,
-    worker: str,
-    report: SweepReport,
-    bodies: dict[Target, int | None],
-    writes: _Writes,
-) -> None:
-    key = timer_key(timer)
-    spec = definition.timer_spec(key)
-    steps = plan_steps(spec, definition.ladder(key), timer.start_date, timer.due_date, rt.calendar)
-    while timer.status == "pending" and timer.next_step < len(steps) and steps[timer.next_step].at <= now:
-        step = steps[timer.next_step]
-        later_due = timer.next_step + 1 < len(steps) and steps[timer.next_step + 1].at <= now
-        outcome, detail = _fire_step(session, rt, definition, spec, case, timer, step, steps, now, later_due, bodies, writes)
-        writes.firings.append(
-            {
-                "timer_id": timer.id, "step": step.index, "kind": step.kind, "level": step.level, "outcome": outcome,
-                "scheduled_at": step.at, "fired_at": now, "fired_by": worker,
-            }
-        )
-        report.fired.append(
-            Fired(case.id, timer.id, timer.name, step.index, step.kind, step.level, outcome, step.at, detail)
-        )
-        if timer.status != "pending":  # the due action moved the case out of the timer's state
-            break
-        level = step.level if step.kind == "escalation" and outcome == "fired" else timer.level
-        if step.index + 1 < len(steps):
-            writes.move_timer(timer, next_step=step.index + 1, level=level, next_at=steps[step.index + 1].at, status="pending", closed_at=None)
-        else:
-            writes.move_timer(timer, next_step=step.index + 1, level=level, next_at=None, status="done", closed_at=now)
+    def due_steps(
+        self, session: Session, definition: Definition, case: Case, timer: Timer, bodies: dict[Target, int | None], writes: _Writes
+    ) -> None:
+        """Fire the timer's steps that are due, in order, and stage its next step."""
+        key = timer_key(timer)
+        spec = definition.timer_spec(key)
+        steps = self.plan(definition, key, timer)
+        now = self.now
+        while timer.status == "pending" and timer.next_step < len(steps) and steps[timer.next_step].at <= now:
+            step = steps[timer.next_step]
+            later_due = timer.next_step + 1 < len(steps) and steps[timer.next_step + 1].at <= now
+            outcome, detail = _fire_step(session, self.rt, definition, spec, case, timer, step, steps, now, later_due, bodies, writes)
+            writes.firings.append(
+                {
+                    "timer_id": timer.id, "step": step.index, "kind": step.kind, "level": step.level, "outcome": outcome,
+                    "scheduled_at": step.at, "fired_at": now, "fired_by": self.worker,
+                }
+            )
+            self.report.fired.append(
+                Fired(case.id, timer.id, timer.name, step.index, step.kind, step.level, outcome, step.at, detail)
+            )
+            if timer.status != "pending":  # the due action moved the case out of the timer's state
+                break
+            level = step.level if step.kind == "escalation" and outcome == "fired" else timer.level
+            if step.index + 1 < len(steps):
+                writes.move_timer(timer, next_step=step.index + 1, level=level, next_at=steps[step.index + 1].at, status="pending", closed_at=None)
+            else:
+                writes.move_timer(timer, next_step=step.index + 1, level=level, next_at=None, status="done", closed_at=now)
 
 
 def _fire_step(
