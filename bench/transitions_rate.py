@@ -162,9 +162,12 @@ NOTES = [
     "Each transition is one transaction: the case row (state, data, version, HMAC chain head), one history row, "
     "the obligation lookup the event implies, and on a state change the old state's timer cancelled and the "
     "new one planned on the working-day calendar. Peers take turns step by step in a rotating order.",
-    "SpiffWorkflow stores its whole workflow with serialize_json after every step (about 12 KB, the spec "
-    "included, as its serializer does by default) and restores it with deserialize_json before the next; the "
-    "BPMN (bench/peers/qms_lifecycle.bpmn) is the linear chain of user tasks, with qmsflow's guards left out. "
+    "SpiffWorkflow stores its spec apart from its instance data, as its serialization docs advise (Optimizing "
+    "Serializations) and its example app's SQLite serializer does: the spec's JSON (~6.3 KB) is written once, and "
+    "after every step only the instance JSON (5.7 to 6.6 KB, where the default serialize_json with the spec is "
+    "12.0 to 12.9 KB) is saved; before the next step both are read back through a view, the spec put back into the "
+    "instance dict and the workflow rebuilt with the serializer's from_dict. The BPMN "
+    "(bench/peers/qms_lifecycle.bpmn) is the linear chain of user tasks, with qmsflow's guards left out. "
     "Its history and timer rows are written with the floor's bare SQL, which favours it.",
     "The naive version builds one transitions.Machine around each loaded ORM row (auto_transitions=False), fires "
     "with case.trigger and writes history and timers in an `after` callback, with the same SQLite pragmas.",
@@ -178,17 +181,21 @@ NOTES = [
     "(state, data, version and chain head in one UPDATE), and the timers written with Core statements while the "
     "loaded objects are kept in step (set_committed_value, make_transient_to_detached), so a transition needs no "
     "flush at all; the working calendar memoised; BEGIN IMMEDIATE sent straight to the driver. After: about 0.45 ms.",
-    "Transitions, why SpiffWorkflow's 5x is missed: its cost is deserialize_json + serialize_json of its ~12 KB "
-    "workflow (about 0.8 ms of its ~1 ms per step). What is left in qmsflow is SQLAlchemy itself: ~90 us per session "
-    "transaction, ~50 us per ORM load, ~20 us per Core statement, for 4.4 statements per transition, plus ~30 us in "
-    "the transitions trigger. 5x would need qmsflow at ~0.2 ms, under what a session with four statements costs; it "
-    "would mean writing the hot path against the bare driver, which STYLE habit 5 rules out. On PostgreSQL every peer "
-    "waits for the commit's WAL fsync and ~5 round trips: the floor itself takes ~0.9 ms per transition, so the naive "
-    "version (~3 ms) cannot be beaten 3x there even by the floor.",
-    "Transitions, the naive version on SQLite: building its Machine costs ~0.2 ms on a quiet machine, the rest of its "
-    "~1.3 ms per transition is the ORM unit of work (case, history and timer rows flushed as objects). 3x would need "
-    "qmsflow at ~0.45 ms per transition, SQLite's own commit (~0.1 ms, the floor's whole cost) included; it is at "
-    "~0.5 ms, of which the four Core statements and the session are most (see the profile note above).",
+    "Transitions, second round (this run): a state change no longer loads the old state's timers through the ORM "
+    "to cancel them; one UPDATE ... RETURNING cancels them, as the floor does, and any the session holds are set to "
+    "match. A transition is now 4.0 statements on average (it was 4.4).",
+    "Transitions, why SpiffWorkflow's 5x is missed: with its spec stored apart, each SpiffWorkflow step still "
+    "rebuilds the workflow from JSON (from_dict rebuilds every task spec from the spec's dict on every load, about "
+    "half of its cost) and serializes the instance again. What is left in qmsflow is SQLAlchemy itself: the session's "
+    "begin and commit, the ORM load of the case, and ~4 Core statements, plus the transitions trigger. On SQLite, "
+    "5x SpiffWorkflow would put qmsflow at about half the floor's rate, which only the bare driver reaches; "
+    "STYLE habit 5 (SQLAlchemy 2.0 only) rules that out for the engine. On PostgreSQL it is out of reach for anyone: "
+    "every peer waits for the commit's WAL fsync and ~5 round trips, and the floor itself is under 5x SpiffWorkflow "
+    "(compare the floor row with the SpiffWorkflow row). The same holds for 3x the naive version on PostgreSQL.",
+    "Transitions, the naive version on SQLite: building its Machine per case and the ORM unit of work (case, history "
+    "and timer rows flushed as objects) are its cost. qmsflow does the same work with no flush at all; 3x it would "
+    "need about 0.4 of the floor's rate, where SQLAlchemy's session and ORM load of the case (the remaining profile) "
+    "keep qmsflow at 0.2 to 0.3 of it.",
 ]
 
 __all__ = ["NOTES", "QmsflowLifecycle", "Sizes", "run"]
