@@ -191,11 +191,14 @@ NOTES = [
     "5x SpiffWorkflow would put qmsflow at about half the floor's rate, which only the bare driver reaches; "
     "STYLE habit 5 (SQLAlchemy 2.0 only) rules that out for the engine. On PostgreSQL it is out of reach for anyone: "
     "every peer waits for the commit's WAL fsync and ~5 round trips, and the floor itself is under 5x SpiffWorkflow "
-    "(compare the floor row with the SpiffWorkflow row). The same holds for 3x the naive version on PostgreSQL.",
+    "(compare the floor row with the SpiffWorkflow row), and 3x the naive version would need qmsflow within a few "
+    "percent of the floor.",
     "Transitions, the naive version on SQLite: building its Machine per case and the ORM unit of work (case, history "
     "and timer rows flushed as objects) are its cost. qmsflow does the same work with no flush at all; 3x it would "
-    "need about 0.4 of the floor's rate, where SQLAlchemy's session and ORM load of the case (the remaining profile) "
-    "keep qmsflow at 0.2 to 0.3 of it.",
+    "need about a quarter of the floor's rate, where SQLAlchemy's session, the ORM load of the case and ~4 Core "
+    "statements (the remaining profile: about a quarter each for the load and the history row with the case UPDATE, "
+    "a sixth for the session's begin and commit) keep qmsflow at about a fifth of it (0.195x to 0.21x over runs, "
+    "so the 0.2x floor target is met or missed by noise).",
 ]
 
 __all__ = ["NOTES", "QmsflowLifecycle", "Sizes", "run"]
