@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from qmsflow.engine.clock import LOCAL_TZ
+
 from . import memory, reads, sweep_scale, transitions_rate
 from .databases import Servers, postgres_server, postgres_version
 from .report import Report, machine_description, write_results
@@ -53,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
     """Run what the arguments ask for and return the report (the smoke test calls this)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    started, clock = datetime.now(), time.perf_counter()
+    started, clock = datetime.now(LOCAL_TZ), time.perf_counter()
     pg = postgres_server(args.postgres_url) if args.backend in ("postgresql", "both") else None
     report = Report()
     report.notes.append(DURABILITY)

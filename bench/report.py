@@ -171,7 +171,7 @@ def write_results(report: Report, machine: list[str], started: datetime, elapsed
     lines = [
         "# Benchmark results",
         "",
-        f"Run on {started:%Y-%m-%d %H:%M} (local time) with `{command}`, in {elapsed_s:.0f} s.",
+        f"Run on {started:%Y-%m-%d %H:%M} ({started.tzinfo}) with `{command}`, in {elapsed_s:.0f} s.",
         "Every ratio is qmsflow over a baseline measured in the same run; \"final states\" says whether "
         "every peer ended every case in the same state as qmsflow (checked after the run, not assumed).",
         "",
