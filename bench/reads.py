@@ -381,15 +381,15 @@ NOTES = [
     "Reads: no target; the rows say what national scale costs over an empty database, and each "
     "'...without' row what one index is worth (the query timed with that index dropped, over the same query with it).",
     "Reads, which indexes made the difference (migration 0002 adds the first three): ix_timers_status_due_date for the "
-    "next 30 days of deadlines (without it both backends walk every pending timer: ~20x on PostgreSQL, ~45x on "
-    "SQLite) and a little for overdue cases on PostgreSQL; ix_timers_status_level for open escalations (~1.6x on "
+    "next 30 days of deadlines (without it both backends walk every pending timer: 15 to 20x on PostgreSQL, 35 to 45x "
+    "on SQLite over runs) and a little for overdue cases on PostgreSQL; ix_timers_status_level for open escalations (1.4 to 1.6x on "
     "PostgreSQL, ~4x on SQLite); ix_cases_open_stage, a partial index on open cases that covers the count, for cases "
-    "by stage on SQLite (~10x; PostgreSQL hash-aggregates a sequential scan either way); the existing ix_history_at "
-    "for the latest activity (without it every history row is sorted: ~1,000x on PostgreSQL, ~2,400x on SQLite); "
+    "by stage on SQLite (8 to 10x; PostgreSQL hash-aggregates a sequential scan either way); the existing ix_history_at "
+    "for the latest activity (without it every history row is sorted: 800 to 1,000x on PostgreSQL, 1,800 to 2,400x on SQLite); "
     "ix_unit_parents_unit_id matters little once the timers are picked first. The per-authority counts pick their "
     "timers in a MATERIALIZED CTE: otherwise SQLite walked all 70,000 units through the parent index to avoid a sort "
     "(escalations 43 ms -> 19 ms at 35,000 units). Those counts still join a few thousand timers to their cases and "
-    "units, which is why they stay the slowest dashboard queries (40-60 ms).",
+    "units, which is why they stay the slowest dashboard queries (40 to 100 ms, depending on the machine's speed that day).",
 ]
 
 __all__ = ["NOTES", "QUERIES", "run"]

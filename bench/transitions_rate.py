@@ -180,7 +180,9 @@ NOTES = [
     "Engine fixes: reads before writes; statements built once with bind parameters; the history row, the case row "
     "(state, data, version and chain head in one UPDATE), and the timers written with Core statements while the "
     "loaded objects are kept in step (set_committed_value, make_transient_to_detached), so a transition needs no "
-    "flush at all; the working calendar memoised; BEGIN IMMEDIATE sent straight to the driver. After: about 0.45 ms.",
+    "flush at all; the working calendar memoised; BEGIN IMMEDIATE sent straight to the driver. After: about 0.45 ms. (These "
+    "absolute times are from a faster day of this machine; they vary two- to three-fold between runs here, the ratios "
+    "much less.)",
     "Transitions, second round (this run): a state change no longer loads the old state's timers through the ORM "
     "to cancel them; one UPDATE ... RETURNING cancels them, as the floor does, and any the session holds are set to "
     "match. A transition is now 4.0 statements on average (it was 4.4).",
