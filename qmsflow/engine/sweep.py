@@ -190,15 +190,6 @@ def _due_timers(session: Session, case_ids: list[int], now: datetime) -> dict[in
     return by_case
 
 
-def _fires_an_event(rt: Runtime, case: Case, timers: list[Timer]) -> bool:
-    """Whether a due step of these timers may run a transition (``on_due``), or the case is unreadable."""
-    try:
-        definition = rt.registry.get(case.workflow, case.workflow_version)
-        return any(definition.timer_spec(timer_key(timer)).on_due for timer in timers)
-    except Exception:  # let the case-by-case path log it and go on
-        return True
-
-
 @dataclass
 class _Firing:
     """One sweep's firing: what it fired, the cases that failed, and the plans it has worked out."""
@@ -215,12 +206,27 @@ class _Firing:
         """Fire a claimed batch: cases that run a transition one by one, the rest with batched writes."""
         batched: list[Case] = []
         for case in claimed:
-            if _fires_an_event(self.rt, case, due.get(case.id, [])):
+            if self.runs_a_transition(case, due.get(case.id, [])):
                 self.one_case(session, case, due.get(case.id, []))
             else:
                 batched.append(case)
         if batched:
             self.batched_cases(session, batched, due)
+
+    def runs_a_transition(self, case: Case, timers: list[Timer]) -> bool:
+        """Whether a timer's due step with an ``on_due`` event is among the steps due now (or the case is unreadable)."""
+        try:
+            definition = self.rt.registry.get(case.workflow, case.workflow_version)
+            for timer in timers:
+                key = timer_key(timer)
+                if definition.timer_spec(key).on_due:
+                    steps = self.plan(definition, key, timer)
+                    due_step = next(step for step in steps if step.kind == "due")
+                    if timer.next_step <= due_step.index and due_step.at <= self.now:
+                        return True
+            return False
+        except Exception:  # let the case-by-case path log it and go on
+            return True
 
     def batched_cases(self, session: Session, cases: list[Case], due: dict[int, list[Timer]]) -> None:
         """Fire cases whose steps only record and notify, then write each table once for all of them."""

@@ -249,3 +249,24 @@ def test_a_batch_mixing_due_actions_and_reminders_keeps_every_chain_whole(
         notified = session.scalar(select(func.count()).select_from(Notification))
         assert notified == sum(1 for f in report.fired if f.outcome == "fired" and f.kind != "due")
     assert sweep(db, rt, local(date(2026, 3, 1))).fired == []
+
+
+def test_only_a_case_whose_due_action_is_due_gets_its_own_savepoint(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock.set(local(date(2025, 12, 18)))
+    case_id = _corrective(db, rt, province, "THPT-TNH", "2025-12-17")  # due 23 Feb 2026, fires mark_overdue
+    one_by_one: list[int] = []
+    real = sweep_module._Firing.one_case
+
+    def spy(self, session, case, timers):  # type: ignore[no-untyped-def]
+        one_by_one.append(case.id)
+        return real(self, session, case, timers)
+
+    monkeypatch.setattr(sweep_module._Firing, "one_case", spy)
+    sweep(db, rt, local(date(2026, 2, 12), 7, 0))  # a reminder only: batched
+    assert one_by_one == []
+    sweep(db, rt, local(date(2026, 2, 24), 0, 1))  # the due step runs mark_overdue: on its own
+    assert one_by_one == [case_id]
+    later = sweep(db, rt, local(date(2026, 3, 3), 0, 5))  # level 2 of the same timer: batched again
+    assert [(f.kind, f.level) for f in later.fired] == [("escalation", 2)] and one_by_one == [case_id]
