@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from . import history
@@ -14,6 +17,7 @@ from .runtime import Runtime
 from .timers import replan
 
 FINGERPRINT_KEY = "calendar_fingerprint"
+_META = cast(Table, Meta.__table__)
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,8 @@ class MovedDeadline:
 
 
 def stored_fingerprint(session: Session) -> str | None:
-    """Return the fingerprint of the overrides the stored timers were planned with."""
-    return session.scalar(select(Meta.value).where(Meta.key == FINGERPRINT_KEY))
+    """Return the fingerprint of the overrides the stored timers were planned with (None before the first)."""
+    return session.scalar(select(Meta.value).where(Meta.key == FINGERPRINT_KEY)) or None
 
 
 def apply_calendar(session: Session, rt: Runtime) -> list[MovedDeadline]:
@@ -65,8 +69,13 @@ def apply_calendar(session: Session, rt: Runtime) -> list[MovedDeadline]:
 def apply_calendar_if_changed(session: Session, rt: Runtime) -> list[MovedDeadline] | None:
     """Re-plan only if the overrides differ from those the timers were planned with; None if they do not.
 
-    The stored fingerprint is locked first, so schedulers starting together re-plan once.
+    The stored fingerprint is locked first, so schedulers starting together re-plan once. On a new
+    database there is no row to lock yet, so an empty one is inserted first (or, if another process
+    got there, waited for): without it each of them found nothing, re-planned, and all but one then
+    failed on the duplicate key.
     """
+    insert_if_missing = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert)(_META)
+    session.execute(insert_if_missing.values(key=FINGERPRINT_KEY, value="").on_conflict_do_nothing(index_elements=["key"]))
     meta = session.scalar(select(Meta).where(Meta.key == FINGERPRINT_KEY).with_for_update())
     if meta is not None and meta.value == rt.calendar.overrides.fingerprint():
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy import select
 from qmsflow.engine import CalendarOverrides, Database, Runtime, WorkingCalendar, open_case
 from qmsflow.engine.cases import pending_timers
 from qmsflow.engine.models import Case, HistoryEntry, Timer
-from qmsflow.engine.replanning import apply_calendar
+from qmsflow.engine.replanning import apply_calendar, apply_calendar_if_changed, stored_fingerprint
 from tests.conftest import Province
 
 
@@ -90,3 +91,32 @@ def test_the_plan_has_the_same_shape_when_a_reminder_falls_before_the_start(rt: 
     assert [(s.kind, s.level) for s in late_start] == [(s.kind, s.level) for s in early_start]
     assert first_step(late_start, date(2026, 2, 27)) == 1  # the 10-working-day reminder predates the start
     assert first_step(early_start, date(2026, 1, 5)) == 0
+
+
+def test_schedulers_starting_together_on_a_new_database_replan_once(db: Database, rt: Runtime, province: Province) -> None:
+    # Regression: with no fingerprint row yet there was nothing to lock; every starter re-planned and
+    # all but one failed on the duplicate key.
+    with db.read() as session:
+        assert stored_fingerprint(session) is None
+    starters = 4
+    barrier = threading.Barrier(starters)
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            with db.write() as session:
+                results.append(apply_calendar_if_changed(session, rt))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(starters)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(1 for r in results if r is not None) == 1 and len(results) == starters
+    with db.read() as session:
+        assert stored_fingerprint(session) == rt.calendar.overrides.fingerprint()
