@@ -18,9 +18,8 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from .models import Case, HistoryEntry
+from .models import Case, HistoryEntry, keep_in_step
 
 _INSERT = insert(cast(Table, HistoryEntry.__table__))
 _CASES = cast(Table, Case.__table__)
@@ -101,12 +100,6 @@ def _next_row(
     return {"case_id": case.id, "seq": seq, "prev_hash": case.history_head, "hash": digest, **fields}
 
 
-def _keep_in_step(case: Case, values: Mapping[str, Any]) -> None:
-    # The loaded case matches the database without being marked changed, so no flush writes it.
-    for name, value in values.items():
-        set_committed_value(case, name, value)
-
-
 def append(
     session: Session,
     key: bytes,
@@ -133,7 +126,7 @@ def append(
     values = {**(case_values or {}), "history_head": row["hash"], "history_length": row["seq"]}
     # The SET clause is the parameters' keys; the statement and its compiled form are reused.
     session.execute(_UPDATE_CASE, {"case_id_": case.id, **values})
-    _keep_in_step(case, values)
+    keep_in_step(case, values)
     return str(row["hash"])
 
 
@@ -155,7 +148,7 @@ class HistoryBatch:
         self.rows.append(row)
         head = {"history_head": row["hash"], "history_length": row["seq"]}
         self.heads[case.id] = head
-        _keep_in_step(case, head)
+        keep_in_step(case, head)
         return str(row["hash"])
 
     def write(self, session: Session) -> None:

@@ -7,6 +7,7 @@ the Alembic migrations in ``qmsflow/migrations``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -62,6 +64,15 @@ class Base(DeclarativeBase):
     """Declarative base with a naming convention so migrations name constraints predictably."""
 
     metadata = MetaData(naming_convention=NAMING)
+
+
+def keep_in_step(instance: Base, values: Mapping[str, Any]) -> None:
+    """Set a loaded row's attributes to what a Core statement just wrote, without marking them changed.
+
+    No flush then writes them again: a flush cost as much as the rest of a transition (bench/RESULTS.md).
+    """
+    for name, value in values.items():
+        set_committed_value(instance, name, value)
 
 
 class Unit(Base):
@@ -318,6 +329,7 @@ class Meta(Base):
 
 
 __all__ = [
+    "keep_in_step",
     "Base",
     "Case",
     "Contact",

@@ -27,7 +27,6 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from . import history
 from .cases import advance
@@ -36,7 +35,7 @@ from .db import Database
 from .definitions import Definition, Target, TimerSpec
 from .errors import QmsflowError
 from .messages import compose
-from .models import Case, Notification, Timer, TimerFiring, Unit
+from .models import Case, Notification, Timer, TimerFiring, Unit, keep_in_step
 from .permissions import SYSTEM
 from .runtime import Runtime
 from .timers import Step, plan_steps, timer_key
@@ -96,8 +95,7 @@ class _Writes:
 
     def move_timer(self, timer: Timer, **values: Any) -> None:
         """Stage the timer's new step; the loaded timer matches at once, so no flush writes it."""
-        for name, value in values.items():
-            set_committed_value(timer, name, value)
+        keep_in_step(timer, values)
         self.timers[timer.id] = {"timer_id_": timer.id, **values}
 
     def write(self, session: Session) -> None:

@@ -5,7 +5,7 @@ then the escalation levels. A row keeps only the index of its next step and that
 the sweep's query is an index range scan and a changed calendar re-plans by recomputing.
 
 Opening and cancelling write their rows at once with Core statements and keep the loaded objects in
-step (``make_transient_to_detached``, ``set_committed_value``) instead of leaving them to a flush: in
+step (``make_transient_to_detached``, ``models.keep_in_step``) instead of leaving them to a flush: in
 a transition, the flush cost as much as everything else together (bench/RESULTS.md).
 """
 
@@ -18,14 +18,13 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from .calendar import LengthUnit, WorkingCalendar, add_months, deadline_instant
 from .clock import LOCAL_TZ, local_date
 from .definitions import Definition, LadderLevel, Target, TimerSpec
 from .errors import FieldProblem, GuardFailed
-from .models import Case, Timer
+from .models import Case, Timer, keep_in_step
 
 
 @dataclass(frozen=True)
@@ -213,9 +212,7 @@ def cancel(session: Session, pending: list[Timer], now: datetime) -> int:
 
 
 def _set_cancelled(timer: Timer, now: datetime) -> None:
-    set_committed_value(timer, "status", "cancelled")
-    set_committed_value(timer, "closed_at", now)
-    set_committed_value(timer, "next_at", None)
+    keep_in_step(timer, {"status": "cancelled", "closed_at": now, "next_at": None})
 
 
 def close_timers(session: Session, case: Case, now: datetime, *, obligation_id: int | None = None) -> int:
