@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from qmsflow.bootstrap import upgrade
 from qmsflow.config import CALENDAR_FILE
@@ -28,7 +30,7 @@ from qmsflow.engine import Actor, FixedClock, Registry, Runtime, WorkingCalendar
 from qmsflow.engine.calendar import CalendarOverrides
 from qmsflow.engine.clock import LOCAL_TZ
 from qmsflow.engine.db import Database, make_engine
-from qmsflow.engine.models import Base, Unit
+from qmsflow.engine.models import Base, Case, Unit
 from qmsflow.engine.units import UnitKind, create_unit, set_contact
 from qmsflow.engine.users import create_user
 from qmsflow.workflows import DIRECTORY as WORKFLOWS
@@ -238,6 +240,38 @@ def province(db: Database, clock: FixedClock) -> Province:
             )
             p.actors[username] = Actor.of(user)
     return p
+
+
+def rows_through(session: Session) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table as the given session sees it (its own uncommitted writes included)."""
+    return {
+        table.name: sorted((tuple(row) for row in session.execute(select(table))), key=repr)
+        for table in Base.metadata.sorted_tables
+    }
+
+
+def rows_committed(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, read through a second connection."""
+    with db.read() as session:
+        return rows_through(session)
+
+
+def assert_loaded_objects_match_their_rows(session: Session) -> None:
+    """No ghost: every object the session holds has its row, and each loaded column equals it."""
+    for obj in list(session.identity_map.values()):
+        table = obj.__table__
+        pk = {c.name: getattr(obj, c.key) for c in table.primary_key.columns}
+        row = session.execute(select(table).filter_by(**pk)).mappings().first()
+        assert row is not None, f"{obj!r} is in the session but its row is gone"
+        for column in table.columns:
+            assert getattr(obj, column.key) == row[column.name], f"{obj!r}.{column.key}"
+
+
+def allow_another_open_case(session: Session, unit: Unit) -> None:
+    """Let ``unit`` take one more open case: its open cases give up their open key, as duplicates from
+    before migration 0003 do. For tests that need many open lifecycles on a few units (load, digests).
+    """
+    session.execute(update(Case).where(Case.unit_id == unit.id, Case.closed_at.is_(None)).values(open_key=None))
 
 
 # ------------------------------------------------------------------------------------ the summary

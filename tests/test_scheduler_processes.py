@@ -27,7 +27,7 @@ from qmsflow.engine import Database, FixedClock, Runtime, open_case
 from qmsflow.engine.history import verify_all
 from qmsflow.engine.models import Case, HistoryEntry, Notification, Timer, TimerFiring
 from qmsflow.engine.timers import plan_steps, timer_key
-from tests.conftest import HISTORY_KEY, Province, local
+from tests.conftest import HISTORY_KEY, Province, allow_another_open_case, local
 
 # Every test here runs on PostgreSQL only; the conftest's `db` fixture skips it (and records the
 # skipped suite, or fails under QMSFLOW_REQUIRE_ALL_SUITES=1) when no server is available.
@@ -55,6 +55,7 @@ def open_cases(db: Database, rt: Runtime, clock: FixedClock, province: Province,
         with db.write() as session:
             for _ in range(min(per_day, count - opened)):
                 unit = province.units[UNITS[opened % len(UNITS)]]
+                allow_another_open_case(session, unit)
                 open_case(session, rt, province.actors["lead"], unit, "qms_lifecycle")
                 opened += 1
 

@@ -44,6 +44,7 @@ class SmtpSettings:
     starttls: bool = False
     retry_initial_seconds: int = 60
     retry_max_seconds: int = 3600
+    lease_seconds: int = 600
 
 
 @dataclass(frozen=True)

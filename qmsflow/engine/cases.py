@@ -2,24 +2,27 @@
 
 ``advance`` checks in a fixed order, so every caller sees the same error for the same request:
 scope (NotFound), role (NotPermitted), expected version (StaleVersion), then state (InvalidTransition)
-and data and conditions (GuardFailed). Only when all pass does it change anything: the case row, one
-history row, the state's timers and the obligations, all in the caller's transaction.
+and data, conditions and the new deadlines' start dates (GuardFailed). Only when all pass does it
+change anything: the case row, one history row, the state's timers and the obligations, all in the
+caller's transaction, inside a savepoint of its own, so an error at any point leaves nothing behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import history, timers
 from .clock import local_date
 from .definitions import Definition
-from .errors import FieldProblem, GuardFailed, InvalidTransition, NotFound, NotPermitted, StaleVersion
+from .errors import Conflict, FieldProblem, GuardFailed, InvalidTransition, NotFound, NotPermitted, StaleVersion
 from .fields import clean_fields
 from .models import Case, Obligation, Timer, Unit
 from .permissions import Actor, Decision, decide, require, visible_unit_ids
@@ -45,6 +48,9 @@ _OPEN_OBLIGATION = (
     .where(Obligation.case_id == bindparam("case_id"), Obligation.name == bindparam("name"), Obligation.status == "open")
     .order_by(Obligation.id)
     .limit(1)
+)
+_OPEN_WITH_KEY = select(Case.id).where(
+    Case.unit_id == bindparam("unit_id"), Case.open_key == bindparam("open_key"), Case.closed_at.is_(None)
 )
 
 
@@ -89,6 +95,22 @@ def list_cases(
     return list(session.scalars(query))
 
 
+@contextmanager
+def _all_or_nothing(session: Session) -> Iterator[None]:
+    """Run a service in a savepoint; on any error roll it back and make every loaded object read its row.
+
+    The session event (``models.expire_after_savepoint_rollback``) covers a savepoint a caller rolls
+    back; this covers a failed flush too, after which SQLAlchemy has restored its own view of the
+    objects it was writing: only once the savepoint is rolled back in the database may they be read.
+    """
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        session.expire_all()
+        raise
+
+
 def open_case(
     session: Session,
     rt: Runtime,
@@ -98,9 +120,35 @@ def open_case(
     data: Mapping[str, Any] | None = None,
     *,
     parent_case: Case | None = None,
+    now: datetime | None = None,
 ) -> Case:
-    """Start a case of the newest version of ``workflow`` for ``unit``, with its timers and history."""
-    now = rt.clock.now()
+    """Start a case of the newest version of ``workflow`` for ``unit``, with its timers and history.
+
+    All or nothing, in its own savepoint (see ``advance``). ``now`` is the instant of the whole
+    operation (default: the runtime clock). A second open case where the definition's
+    ``open_cases`` allows one is a ``Conflict``, checked here and enforced by a unique index.
+    """
+    now = now or rt.clock.now()
+    try:
+        with _all_or_nothing(session):
+            return _open_case(session, rt, actor, unit, workflow, data, parent_case, now)
+    except IntegrityError as exc:
+        if "open_key" not in str(exc.orig):
+            raise
+        # another request opened the same case between our check and our insert
+        raise Conflict(f"unit {unit.code} already has an open {workflow} case", {"unit_id": unit.id}) from None
+
+
+def _open_case(
+    session: Session,
+    rt: Runtime,
+    actor: Actor,
+    unit: Unit,
+    workflow: str,
+    data: Mapping[str, Any] | None,
+    parent_case: Case | None,
+    now: datetime,
+) -> Case:
     today = local_date(now)
     definition = rt.registry.latest(workflow)
     decision = decide(session, actor, "open", unit_id=unit.id, on=today)
@@ -113,6 +161,15 @@ def open_case(
     clean, problems = clean_fields(definition.spec.start_fields, data, today)
     if problems:
         raise GuardFailed(None, "open", problems)
+    starts = timers.resolve_starts(definition, definition.spec.initial, None, clean, clean, today, None)
+    open_key = definition.open_key(clean)
+    if open_key is not None:
+        existing = session.scalar(_OPEN_WITH_KEY, {"unit_id": unit.id, "open_key": open_key})
+        if existing is not None:
+            raise Conflict(
+                f"unit {unit.code} already has an open {workflow} case ({existing}): close it before opening another",
+                {"unit_id": unit.id, "case_id": existing},
+            )
     case = Case(
         unit_id=unit.id,
         workflow=definition.name,
@@ -125,6 +182,7 @@ def open_case(
         updated_at=now,
         history_head="",
         history_length=0,
+        open_key=open_key,
     )
     session.add(case)
     session.flush()
@@ -138,7 +196,7 @@ def open_case(
         to_state=case.state,
         data={"workflow": definition.name, "version": definition.version, "unit": unit.code, **clean},
     )
-    _enter_state(session, rt, definition, case, now, actor)
+    _enter_state(session, rt, definition, case, now, actor, starts)
     session.flush()
     return case
 
@@ -152,9 +210,31 @@ def advance(
     data: Mapping[str, Any] | None = None,
     *,
     expected_version: int | None = None,
+    now: datetime | None = None,
 ) -> Advanced:
-    """Fire ``event`` on a case as ``actor``; change everything or nothing (see the module doc)."""
-    now = rt.clock.now()
+    """Fire ``event`` on a case as ``actor``; change everything or nothing (see the module doc).
+
+    It runs in its own savepoint: whatever it raises, from a refusal to a failed statement, no row
+    it wrote remains and every loaded object reads its row again (``models.expire_after_savepoint_rollback``),
+    so a caller may go on, and even commit, after catching the error. ``now`` is the instant of the
+    whole operation (default: the runtime clock): the history row, the version's ``updated_at`` and
+    the new state's deadlines all use it; the sweep passes its own.
+    """
+    now = now or rt.clock.now()
+    with _all_or_nothing(session):
+        return _advance(session, rt, actor, case_id, event, data, expected_version, now)
+
+
+def _advance(
+    session: Session,
+    rt: Runtime,
+    actor: Actor,
+    case_id: int,
+    event: str,
+    data: Mapping[str, Any] | None,
+    expected_version: int | None,
+    now: datetime,
+) -> Advanced:
     today = local_date(now)
     case = load_case_for_update(session, case_id)
     compiled = rt.registry.machine(case.workflow, case.workflow_version)
@@ -178,11 +258,14 @@ def advance(
     to_state = compiled.fire(case.state, event, merged)
     if to_state is None:
         raise GuardFailed(case.id, event, [FieldProblem("branches", "no branch condition holds")])
+    from_state = case.state
+    entering = to_state if to_state != from_state else None
+    # The last check: every deadline this transition opens can be planned (a GuardFailed of this event).
+    starts = timers.resolve_starts(definition, entering, event, merged, recorded, today, case.id)
 
     # Read first, then write. The case, history and timer rows are written at once with Core
     # statements (history.append, timers), so the flush at the end has only the rare obligation
     # and end-state changes left: in the profile, flushes cost as much as the rest of a transition.
-    from_state = case.state
     to_fulfil = _obligations_fulfilled_by(session, definition, case, event)
     # The case row's new state, data and version go out in the same UPDATE as the chain head.
     history.append(
@@ -199,16 +282,16 @@ def advance(
         case_values={"state": to_state, "data": merged, "version": case.version + 1, "updated_at": now},
     )
     _fulfil_obligations(session, rt, definition, case, event, to_fulfil, recorded, now, actor)
-    _open_event_obligations(session, rt, definition, case, event, recorded, now, actor)
-    if to_state != from_state:
+    _open_event_obligations(session, rt, definition, case, event, starts, now, actor)
+    if entering is not None:
         timers.cancel_state_timers(session, case, from_state, now)
-        _enter_state(session, rt, definition, case, now, actor)
+        _enter_state(session, rt, definition, case, now, actor, starts)
     session.flush()
     return Advanced(case=case, event=event, from_state=from_state, to_state=to_state, recorded=recorded)
 
 
 def _enter_state(
-    session: Session, rt: Runtime, definition: Definition, case: Case, now: datetime, actor: Actor
+    session: Session, rt: Runtime, definition: Definition, case: Case, now: datetime, actor: Actor, starts: Mapping[str, date]
 ) -> None:
     if case.state in definition.end_states():
         case.closed_at = now
@@ -218,7 +301,7 @@ def _enter_state(
         ):
             ob.status, ob.closed_at = "cancelled", now
         return
-    timers.open_state_timers(session, rt.calendar, definition, case, now)
+    timers.open_state_timers(session, rt.calendar, definition, case, now, starts)
     for name, spec in definition.spec.obligations.items():
         if spec.opens.enter == case.state:
             already = session.scalar(
@@ -227,7 +310,9 @@ def _enter_state(
                 )
             )
             if already is None:
-                _open_obligation(session, rt, definition, case, name, local_date(now), now, actor, cycle=1)
+                # an obligation opened on entering a state counts from its own ``start`` (usually
+                # ``on: open``, the day of entry), resolved with the state's timers before any write
+                _open_obligation(session, rt, definition, case, name, starts[f"obligation:{name}"], now, actor, cycle=1)
 
 
 def _open_event_obligations(
@@ -236,14 +321,13 @@ def _open_event_obligations(
     definition: Definition,
     case: Case,
     event: str,
-    recorded: Mapping[str, Any],
+    starts: Mapping[str, date],
     now: datetime,
     actor: Actor,
 ) -> None:
     for name, spec in definition.spec.obligations.items():
         if spec.opens.event == event:
-            start = timers.resolve_start(spec.timer, dict(recorded), local_date(now), case.id)
-            _open_obligation(session, rt, definition, case, name, start, now, actor, cycle=1)
+            _open_obligation(session, rt, definition, case, name, starts[f"obligation:{name}"], now, actor, cycle=1)
 
 
 def _open_obligation(

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from .models import expire_after_savepoint_rollback
+
 
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, echo: bool = False, application_name: str = "qmsflow") -> Engine:
     """Create the SQLAlchemy engine for ``url`` with the pragmas and transaction handling qmsflow needs.
@@ -61,6 +63,8 @@ class Database:
         write_bind = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
         self.write_factory = sessionmaker(bind=write_bind, expire_on_commit=False)
         self.read_factory = sessionmaker(bind=engine, expire_on_commit=False)
+        for factory in (self.write_factory, self.read_factory):
+            event.listen(factory, "after_soft_rollback", expire_after_savepoint_rollback)
         # One statement needs no transaction around it: no BEGIN, no ROLLBACK, one round trip.
         self._glance_bind = (
             engine.execution_options(sqlite_begin=None) if self.is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")

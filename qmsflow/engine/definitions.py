@@ -164,6 +164,12 @@ class ObligationSpec(_Strict):
     timer: TimerSpec
 
 
+class OpenCasesPer(_Strict):
+    """Several open cases per unit, but one for each value of these start fields (e.g. one per inspection)."""
+
+    one_per: list[str] = Field(min_length=1)
+
+
 class DefinitionSpec(_Strict):
     """The whole file."""
 
@@ -177,6 +183,9 @@ class DefinitionSpec(_Strict):
     events: dict[str, EventSpec] = Field(min_length=1)
     ladders: dict[str, list[LadderLevel]] = {}
     obligations: dict[str, ObligationSpec] = {}
+    # How many open cases of this workflow a unit may hold at once: "one" (the lifecycle), "many", or
+    # one per value of some start fields. The database enforces it (cases.open_key, migration 0003).
+    open_cases: Literal["one", "many"] | OpenCasesPer = "one"
 
     @field_validator("states", "events", "ladders", "obligations")
     @classmethod
@@ -237,6 +246,16 @@ class Definition:
     def ladder(self, timer_key: str) -> tuple[LadderLevel, ...]:
         """Return the escalation ladder of a timer (empty when it has none)."""
         return self.ladders.get(timer_key, ())
+
+    def open_key(self, data: Mapping[str, Any]) -> str | None:
+        """Return the key two open cases of one unit may not share (None: no limit), from the case's start data."""
+        policy = self.spec.open_cases
+        if policy == "many":
+            return None
+        if policy == "one":
+            return self.spec.name
+        assert isinstance(policy, OpenCasesPer)
+        return "\x1f".join([self.spec.name, *(str(data.get(name, "")) for name in policy.one_per)])
 
     def timer_spec(self, timer_key: str) -> TimerSpec:
         """Return the spec of a timer keyed "state.timer" or "obligation:<name>"."""
@@ -453,6 +472,9 @@ class _Compiler:
             ladders[f"obligation:{ob_name}"] = self._timer(loc + ["timer"], ob.timer, known_fields, None)
 
         self._reachability(transitions)
+        self._open_cases_policy()
+        if not self.problems:
+            check_timer_starts(self, transitions)
         if self.problems:
             return None
         return Definition(
@@ -462,6 +484,14 @@ class _Compiler:
             guards=guards,
             ladders=ladders,
         )
+
+    def _open_cases_policy(self) -> None:
+        policy = self.spec.open_cases
+        if isinstance(policy, OpenCasesPer):
+            for i, name in enumerate(policy.one_per):
+                spec = self.spec.start_fields.get(name)
+                if spec is None or not spec.required:
+                    self.problem(["open_cases", "one_per", i], f"{name!r} must be a required start field")
 
     def _known_fields(self) -> set[str]:
         fields: set[str] = set(self.spec.start_fields)
@@ -607,6 +637,74 @@ class _Compiler:
                 self.problem(["states", name], "no path from here to an end state")
 
 
+def _date_fields_given(fields: Mapping[str, FieldSpec]) -> frozenset[str]:
+    """The fields a submission is sure to record as a date: required date fields (others may be left out)."""
+    return frozenset(name for name, spec in fields.items() if spec.required and spec.type == "date")
+
+
+def check_timer_starts(compiler: _Compiler, transitions: list[Transition]) -> None:
+    """Refuse a timer that starts at a date field the case may not hold when the timer opens.
+
+    A state timer (and an obligation opened on entering a state) opens when a case enters the state,
+    so its field must be a required date field of the opening fields or of an event on *every* path
+    from ``initial`` into the state, and no later event on the path may set it to null: a must-hold
+    data-flow analysis over the transitions. An obligation opened by an event counts from that
+    event's data only, so the field must be a required date field of that event. Without this
+    check a transition could write its rows and then fail to plan the new state's deadline.
+    """
+    spec = compiler.spec
+    events = spec.events
+
+    def after(held: frozenset[str], event: str) -> frozenset[str]:
+        ev = events[event]
+        return (held | _date_fields_given(ev.fields)) - frozenset(ev.set)
+
+    # held[s]: the date fields every case in state s holds, whatever path it took (None: not reached yet).
+    held: dict[str, frozenset[str] | None] = {name: None for name in spec.states}
+    on_entry: dict[str, frozenset[str] | None] = {name: None for name in spec.states}
+    changed = True
+    while changed:
+        changed = False
+        for name in spec.states:
+            entries = [after(h, t.event) for t in transitions if t.dest == name and t.source != name and (h := held[t.source]) is not None]
+            if name == spec.initial:
+                entries.append(_date_fields_given(spec.start_fields))
+            if not entries:
+                continue
+            entry = frozenset.intersection(*entries)
+            # events that stay in the state (no destination, or back to it) do not re-open its timers,
+            # but what they set to null is gone for the paths that leave afterwards
+            staying = [t.event for t in transitions if t.source == name and t.dest in (None, name)]
+            value = entry - frozenset(k for e in staying for k, v in events[e].set.items() if v is None)
+            if value != held[name] or entry != on_entry[name]:
+                held[name], on_entry[name] = value, entry
+                changed = True
+
+    def check(loc: list[object], timer: TimerSpec, state: str) -> None:
+        field = timer.start.field
+        given = on_entry[state]
+        if field is not None and given is not None and field not in given:
+            compiler.problem(
+                loc + ["start", "field"],
+                f"a case can enter {state!r} without a date in {field!r}: start the timer at a required date "
+                f"field of the opening fields or of every event on the way in",
+            )
+
+    for state_name, state in spec.states.items():
+        for timer_name, timer in state.timers.items():
+            check(["states", state_name, "timers", timer_name], timer, state_name)
+    for ob_name, ob in spec.obligations.items():
+        loc: list[object] = ["obligations", ob_name, "timer"]
+        if ob.opens.enter is not None and ob.opens.enter in spec.states:
+            check(loc, ob.timer, ob.opens.enter)
+        elif ob.opens.event is not None and ob.opens.event in events and ob.timer.start.field is not None:
+            if ob.timer.start.field not in _date_fields_given(events[ob.opens.event].fields):
+                compiler.problem(
+                    loc + ["start", "field"],
+                    f"{ob.timer.start.field!r} must be a required date field of {ob.opens.event!r}, which opens this obligation",
+                )
+
+
 def load_directory(directory: str | Path) -> tuple[list[Definition], list[DefinitionProblem]]:
     """Load every ``*.yaml`` file under ``directory``; return the good ones and all problems."""
     good: list[Definition] = []
@@ -637,6 +735,7 @@ __all__ = [
     "Label",
     "LadderLevel",
     "ObligationSpec",
+    "OpenCasesPer",
     "Role",
     "StateSpec",
     "Target",

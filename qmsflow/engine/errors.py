@@ -5,7 +5,7 @@ The web layer maps these to HTTP status codes in one place; the engine never rai
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class QmsflowError(Exception):
@@ -162,12 +162,19 @@ class ValidationFailed(QmsflowError):
         super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
 
 
-@dataclass
 class Conflict(QmsflowError):
-    """The request conflicts with stored data (a duplicate code in the same period, a second scheduler)."""
+    """The request conflicts with stored data (a duplicate code in the same period, a second open case).
 
-    message: str
-    details: dict[str, object] = field(default_factory=dict)
+    Attributes:
+        message: what conflicts, in plain words.
+        details: the ids involved (e.g. ``case_id`` of the case already open).
+    """
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        self.message = message
+        self.details = dict(details or {})
+        # both in args, so the error survives pickling (a worker process, a log handler) whole
+        super().__init__(message, self.details)
 
     def __str__(self) -> str:
         return self.message

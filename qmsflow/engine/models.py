@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column, relationship
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import TypeDecorator
 
@@ -70,9 +70,23 @@ def keep_in_step(instance: Base, values: Mapping[str, Any]) -> None:
     """Set a loaded row's attributes to what a Core statement just wrote, without marking them changed.
 
     No flush then writes them again: a flush cost as much as the rest of a transition (bench/RESULTS.md).
+    The session does not know of such a change, so a savepoint rollback would not undo it: every
+    session qmsflow makes expires its objects when a savepoint rolls back (``expire_after_savepoint_rollback``).
     """
     for name, value in values.items():
         set_committed_value(instance, name, value)
+
+
+def expire_after_savepoint_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    """After a savepoint rolls back, make every loaded object read its row again (a session event).
+
+    SQLAlchemy expires only the objects it saw change inside the savepoint; values set with
+    ``keep_in_step`` would survive and show the rolled-back state. Expiring everything is safe here:
+    ``begin_nested`` flushed before the savepoint began, so nothing unwritten from before it is lost,
+    and objects added inside it are expunged by SQLAlchemy itself.
+    """
+    if previous_transaction.nested:
+        session.expire_all()
 
 
 class Unit(Base):
@@ -155,6 +169,12 @@ class Case(Base):
             "ix_cases_open_stage", "workflow", "workflow_version", "state",
             sqlite_where=text("closed_at IS NULL"), postgresql_where=text("closed_at IS NULL"),
         ),
+        # the definition's open_cases rule: two open cases of one unit never share a key (0003)
+        Index(
+            "uq_cases_open_key", "unit_id", "open_key", unique=True,
+            sqlite_where=text("closed_at IS NULL AND open_key IS NOT NULL"),
+            postgresql_where=text("closed_at IS NULL AND open_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -170,6 +190,8 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     history_head: Mapped[str] = mapped_column(String(64), default="")
     history_length: Mapped[int] = mapped_column(Integer, default=0)
+    # Definition.open_key of the opening data; None where the workflow lets a unit hold many open cases.
+    open_key: Mapped[str | None] = mapped_column(String(255))
 
     unit: Mapped[Unit] = relationship()
 
@@ -301,6 +323,8 @@ class EmailMessage(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending | sent | rejected
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A sender's lease: it sends outside any transaction until then; after it, another sender may retry (0003).
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
 
@@ -329,6 +353,7 @@ class Meta(Base):
 
 
 __all__ = [
+    "expire_after_savepoint_rollback",
     "keep_in_step",
     "Base",
     "Case",

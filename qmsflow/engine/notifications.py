@@ -21,7 +21,7 @@ from email.message import EmailMessage as MimeMessage
 from email.utils import format_datetime, formataddr
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from .clock import local_date
@@ -40,6 +40,8 @@ class MailSettings:
     sender: str = "qmsflow@localhost"
     retry_initial_seconds: int = 60
     retry_max_seconds: int = 3600
+    # how long a sender holds a claimed batch before another may send it (longer than a batch takes)
+    lease_seconds: int = 600
 
     @property
     def domain(self) -> str:
@@ -230,51 +232,99 @@ def _retry_later(message: EmailMessage, exc: Exception, now: datetime, mail: Mai
 def send_pending(db: Database, now: datetime, mailer: Mailer, mail: MailSettings, *, batch_size: int = 100) -> tuple[int, int]:
     """Send every due email; return (sent, failed). A failure is retried later with backoff, never dropped.
 
-    Each batch goes over one connection. If the server cannot be reached, the whole batch is
-    rescheduled at once (no connection attempt per message) and sending stops until the next cycle.
-    A message the server rejects permanently (5xx) is marked ``rejected`` with the reason.
+    No transaction is open while the SMTP server is talked to: on SQLite one would hold the write
+    lock, and a server that accepts the connection and stays silent would make every user's write
+    fail. So each batch is *claimed* with a lease (``claimed_until``) and committed, sent outside any
+    transaction, and its outcome recorded in a second short transaction. A sender that dies between
+    the two leaves the lease to run out, and the message goes out later: at least once, under the same
+    Message-ID. Each batch goes over one connection; if the server cannot be reached, the rest of the
+    batch is rescheduled at once and sending stops until the next cycle. A message the server rejects
+    permanently (5xx) is marked ``rejected`` with the reason.
     """
     sent = failed = 0
     while True:
-        with db.write() as session:
-            query = (
-                select(EmailMessage)
-                .where(EmailMessage.status == "pending", EmailMessage.next_attempt_at <= now)
-                .order_by(EmailMessage.next_attempt_at, EmailMessage.id)
-                .limit(batch_size)
+        lease = now + timedelta(seconds=mail.lease_seconds)
+        batch = _claim(db, now, lease, batch_size)
+        if not batch:
+            return sent, failed
+        outcomes: list[tuple[EmailMessage, Exception | None, bool]] = []  # (message, error, permanent)
+        unreachable: Exception | None = None
+        try:
+            with mailer.connect() as send:
+                for message in batch:
+                    try:
+                        send(to_mime(message, mail.sender))
+                    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+                        if not _permanent(exc):
+                            raise
+                        outcomes.append((message, exc, True))
+                        log.warning("email %s to %s rejected: %s", message.id, message.to_address, exc)
+                    else:
+                        outcomes.append((message, None, False))
+        except (OSError, smtplib.SMTPException) as exc:
+            unreachable = exc
+            rest = batch[len(outcomes):]
+            outcomes.extend((message, exc, False) for message in rest)
+            log.warning("email: %s messages rescheduled, server unavailable: %s", len(rest), exc)
+        _record(db, now, lease, outcomes, mail)
+        sent += sum(1 for _, error, _ in outcomes if error is None)
+        failed += sum(1 for _, error, _ in outcomes if error is not None)
+        if unreachable is not None or len(batch) < batch_size:
+            return sent, failed
+
+
+def _claim(db: Database, now: datetime, lease: datetime, batch_size: int) -> list[EmailMessage]:
+    """Lease a batch of due, unclaimed (or lease-expired) emails and commit; return them, detached."""
+    with db.write() as session:
+        query = (
+            select(EmailMessage)
+            .where(
+                EmailMessage.status == "pending",
+                EmailMessage.next_attempt_at <= now,
+                or_(EmailMessage.claimed_until.is_(None), EmailMessage.claimed_until <= now),
             )
-            if not db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            batch = list(session.scalars(query))
-            if not batch:
-                return sent, failed
-            done = 0
-            try:
-                with mailer.connect() as send:
-                    for message in batch:
-                        try:
-                            send(to_mime(message, mail.sender))
-                        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
-                            if not _permanent(exc):
-                                raise
-                            message.attempts += 1
-                            message.status, message.next_attempt_at = "rejected", None
-                            message.last_error = f"{type(exc).__name__}: {exc}"[:1000]
-                            failed += 1
-                            log.warning("email %s to %s rejected: %s", message.id, message.to_address, exc)
-                        else:
-                            message.attempts += 1
-                            message.status, message.sent_at, message.next_attempt_at = "sent", now, None
-                            sent += 1
-                        done += 1
-            except (OSError, smtplib.SMTPException) as exc:
-                for message in batch[done:]:
-                    _retry_later(message, exc, now, mail)
-                failed += len(batch) - done
-                log.warning("email: %s messages rescheduled, server unavailable: %s", len(batch) - done, exc)
-                return sent, failed
-            if len(batch) < batch_size:
-                return sent, failed
+            .order_by(EmailMessage.next_attempt_at, EmailMessage.id)
+            .limit(batch_size)
+        )
+        if not db.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        batch = list(session.scalars(query))
+        for message in batch:
+            message.claimed_until = lease
+        session.flush()
+        session.expunge_all()  # read after the commit, outside any session
+    return batch
+
+
+def _record(db: Database, now: datetime, lease: datetime, outcomes: list[tuple[EmailMessage, Exception | None, bool]], mail: MailSettings) -> None:
+    """Record what sending did, for the messages this sender still holds the lease of, and release them."""
+    if not outcomes:
+        return
+    with db.write() as session:
+        held = {
+            m.id: m
+            for m in session.scalars(
+                select(EmailMessage).where(
+                    EmailMessage.id.in_([m.id for m, _, _ in outcomes]),
+                    EmailMessage.status == "pending",
+                    EmailMessage.claimed_until == lease,
+                )
+            )
+        }
+        for claimed, error, permanent in outcomes:
+            message = held.get(claimed.id)
+            if message is None:  # the lease ran out and another sender took it over: its word counts
+                continue
+            message.claimed_until = None
+            if error is None:
+                message.attempts += 1
+                message.status, message.sent_at, message.next_attempt_at = "sent", now, None
+            elif permanent:
+                message.attempts += 1
+                message.status, message.next_attempt_at = "rejected", None
+                message.last_error = f"{type(error).__name__}: {error}"[:1000]
+            else:
+                _retry_later(message, error, now, mail)
 
 
 def inbox(session: Session, user: User, *, unread_only: bool = False, limit: int = 100) -> list[tuple[InboxItem, Notification]]:

@@ -15,7 +15,12 @@ steps only record a history row, an outbox notification and the timer's next ste
 row by row cost most of a sweep (bench/RESULTS.md). A case whose due step fires an event (``on_due``)
 runs a transition, so it is handled on its own, inside a savepoint. If the batched write fails, the
 batch is rolled back to its savepoint and redone case by case; a case whose handling raises is rolled
-back to its own savepoint, logged and left for the next sweep. It never stops the others.
+back to its own savepoint, logged and left for the next sweep. It never stops the others. After a
+savepoint rollback every loaded object reads its row again (``models.expire_after_savepoint_rollback``),
+so the next case never sees a value of the one rolled back.
+
+One sweep, one instant: every step it fires, and every transition a due action runs, is stamped and
+planned at the sweep's ``now``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from .cases import advance
 from .clock import local_date
 from .db import Database
 from .definitions import Definition, Target, TimerSpec
-from .errors import QmsflowError
+from .errors import GuardFailed, InvalidTransition, NotPermitted
 from .messages import compose
 from .models import Case, Notification, Timer, TimerFiring, Unit, keep_in_step
 from .permissions import SYSTEM
@@ -49,6 +54,12 @@ _INSERT_FIRING = insert(cast(Table, TimerFiring.__table__))
 _INSERT_NOTIFICATION = insert(cast(Table, Notification.__table__))
 # The SET clause is the parameters' keys: the timer's next step, level, status and closing time.
 _UPDATE_TIMER = update(_TIMERS).where(_TIMERS.c.id == bindparam("timer_id_"))
+
+# What a due action may meet and record as "refused": the definition's own answers. ``advance`` has
+# rolled its savepoint back, so nothing of the refused transition remains. Anything else (a busy
+# database, a deadlock, a bug) is not a refusal: it rolls the whole case back and its step stays due
+# for the next sweep, so an on_due action is never lost.
+BUSINESS_REFUSALS = (InvalidTransition, GuardFailed, NotPermitted)
 
 # A reminder is sent on its day; once that day is over (or a later step is already due) it is
 # recorded as skipped, because a reminder that arrives after the deadline only misleads.
@@ -334,8 +345,9 @@ def _fire_step(
         if spec.on_due:
             writes.write(session)  # the transition appends to the same chain and may close this timer
             try:
-                advance(session, rt, SYSTEM, case.id, spec.on_due, {})
-            except QmsflowError as exc:  # the case moved on in a way the definition allows; say so
+                # the sweep's instant, not the runtime clock: one operation, one "now" (history order, plans)
+                advance(session, rt, SYSTEM, case.id, spec.on_due, {}, now=now)
+            except BUSINESS_REFUSALS as exc:  # the case moved on in a way the definition allows; say so
                 writes.history.append(
                     rt.history_key, case, at=now, kind="timer_action_refused", actor=SYSTEM.username,
                     data={**base, "event": spec.on_due, "error": type(exc).__name__},

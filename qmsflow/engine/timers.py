@@ -4,24 +4,27 @@ The plan of a timer is derived, never stored: reminders (in order), the due step
 then the escalation levels. A row keeps only the index of its next step and that step's instant, so
 the sweep's query is an index range scan and a changed calendar re-plans by recomputing.
 
-Opening and cancelling write their rows at once with Core statements and keep the loaded objects in
-step (``make_transient_to_detached``, ``models.keep_in_step``) instead of leaving them to a flush: in
-a transition, the flush cost as much as everything else together (bench/RESULTS.md).
+Opening and cancelling write their rows at once with Core statements instead of leaving them to a
+flush: in a transition, the flush cost as much as everything else together (bench/RESULTS.md).
+Cancelling keeps any loaded timer in step (``models.keep_in_step``; a savepoint rollback expires
+it again, see ``models.expire_after_savepoint_rollback``). Opening returns its ``Timer`` without
+attaching it to the session: an object attached as persistent survived a savepoint rollback as a
+ghost of a row that no longer existed, and on SQLite the next row reused its id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from .calendar import LengthUnit, WorkingCalendar, add_months, deadline_instant
-from .clock import LOCAL_TZ, local_date
+from .clock import LOCAL_TZ
 from .definitions import Definition, LadderLevel, Target, TimerSpec
 from .errors import FieldProblem, GuardFailed
 from .models import Case, Timer, keep_in_step
@@ -87,8 +90,12 @@ def timer_key(timer: Timer) -> str:
     return f"obligation:{timer.name}" if timer.kind == "obligation" else f"{timer.state}.{timer.name}"
 
 
-def resolve_start(spec: TimerSpec, data: dict[str, Any], opened_on: date, case_id: int | None) -> date:
-    """Return the date a timer counts from: the entry/opening date, a date field, or a fixed date."""
+def resolve_start(spec: TimerSpec, data: Mapping[str, Any], opened_on: date, case_id: int | None, event: str = "") -> date:
+    """Return the date a timer counts from: the entry/opening date, a date field, or a fixed date.
+
+    A missing or malformed date field is refused as ``GuardFailed`` of ``event`` (the loader makes
+    it impossible for shipped definitions; ``check_timer_starts`` in definitions.py says how).
+    """
     if spec.start.date is not None:
         return spec.start.date
     if spec.start.field is not None:
@@ -97,9 +104,39 @@ def resolve_start(spec: TimerSpec, data: dict[str, Any], opened_on: date, case_i
             return date.fromisoformat(str(raw))
         except ValueError:
             raise GuardFailed(
-                case_id, "", [FieldProblem(spec.start.field, "a date is needed to start the deadline")]
+                case_id, event, [FieldProblem(spec.start.field, "a date is needed to start the deadline")]
             ) from None
     return opened_on
+
+
+def resolve_starts(
+    definition: Definition,
+    state: str | None,
+    event: str | None,
+    data: Mapping[str, Any],
+    recorded: Mapping[str, Any],
+    today: date,
+    case_id: int | None,
+) -> dict[str, date]:
+    """Return the start of every timer entering ``state`` and firing ``event`` will open, keyed like ``timer_key``.
+
+    Called before anything is written, so a deadline that cannot be planned refuses the request
+    instead of failing half-way: the state's timers and the obligations opened on entering it count
+    from the case's data; obligations opened by ``event`` from what it recorded.
+    """
+    label = event or "open"
+    starts: dict[str, date] = {}
+    if state is not None and state not in definition.end_states():
+        for name, spec in definition.spec.states[state].timers.items():
+            starts[f"{state}.{name}"] = resolve_start(spec, data, today, case_id, label)
+        for name, ob in definition.spec.obligations.items():
+            if ob.opens.enter == state:
+                starts[f"obligation:{name}"] = resolve_start(ob.timer, data, today, case_id, label)
+    if event is not None:
+        for name, ob in definition.spec.obligations.items():
+            if ob.opens.event == event:
+                starts[f"obligation:{name}"] = resolve_start(ob.timer, recorded, today, case_id, label)
+    return starts
 
 
 def open_timer(
@@ -137,34 +174,22 @@ def open_timer(
         "created_at": now,
         "closed_at": None,
     }
-    # Written now with a Core INSERT, then attached as already persistent (see the module doc).
+    # Written now with a Core INSERT; the object returned is not in the session (see the module doc).
     inserted = cast(CursorResult[Any], session.execute(_INSERT, values)).inserted_primary_key
     assert inserted is not None
-    timer = Timer(id=inserted[0], **values)
-    make_transient_to_detached(timer)
-    session.add(timer)
-    return timer
+    return Timer(id=inserted[0], **values)
 
 
 def open_state_timers(
-    session: Session, calendar: WorkingCalendar, definition: Definition, case: Case, now: datetime
+    session: Session, calendar: WorkingCalendar, definition: Definition, case: Case, now: datetime, starts: Mapping[str, date]
 ) -> list[Timer]:
-    """Start the timers of the case's current state."""
-    state_spec = definition.spec.states[case.state]
-    today = local_date(now)
+    """Start the timers of the case's current state, each from its start in ``starts`` (``resolve_starts``)."""
     return [
         open_timer(
-            session,
-            calendar,
-            definition,
-            case,
-            kind="state",
-            name=name,
-            state=case.state,
-            now=now,
-            start=resolve_start(spec, case.data, today, case.id),
+            session, calendar, definition, case, kind="state", name=name, state=case.state, now=now,
+            start=starts[f"{case.state}.{name}"],
         )
-        for name, spec in state_spec.timers.items()
+        for name in definition.spec.states[case.state].timers
     ]
 
 
@@ -265,6 +290,7 @@ __all__ = [
     "plan_steps",
     "replan",
     "resolve_start",
+    "resolve_starts",
     "start_of_local_day",
     "timer_key",
 ]

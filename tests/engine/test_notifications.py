@@ -24,7 +24,7 @@ from qmsflow.engine import Database, FixedClock, Runtime, open_case
 from qmsflow.engine.models import Case, EmailMessage, InboxItem, Notification, Unit, User
 from qmsflow.engine.notifications import MailSettings, SmtpMailer, inbox, queue_digests, route, send_pending
 from qmsflow.engine.sweep import sweep
-from tests.conftest import Province, local
+from tests.conftest import Province, allow_another_open_case, local
 
 MAIL = MailSettings(enabled=True, sender="qmsflow@angiang.example", retry_initial_seconds=60, retry_max_seconds=3600)
 # first retry after a minute, doubling, never more than an hour apart
@@ -96,6 +96,7 @@ def open_qms_cases(db: Database, rt: Runtime, clock: FixedClock, province: Provi
     clock.set(local(day, 9))
     with db.write() as session:
         for code in units:
+            allow_another_open_case(session, province.units[code])  # two cases of one unit: two items for one person
             open_case(session, rt, province.actors["lead"], session.merge(province.units[code]), "qms_lifecycle")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import select
 
 from qmsflow.engine import (
     Database,
@@ -25,8 +24,7 @@ from qmsflow.engine import (
     get_case,
     open_case,
 )
-from qmsflow.engine.models import Base
-from tests.conftest import Province
+from tests.conftest import Province, rows_committed, rows_through
 
 PLAN = {"plan_number": "12/KH", "plan_approved_on": "2026-01-05"}
 COMMITTEE = {"committee_decision_number": "30/QĐ", "committee_decided_on": "2026-01-05"}
@@ -34,15 +32,6 @@ NOTICE = {"notice_number": "6/TB", "notice_sent_on": "2026-01-05", "posted_on_we
 UNKNOWN = "launch_rocket"
 
 E = TypeVar("E", bound=QmsflowError)
-
-
-def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, as sorted tuples: what "nothing changed" is compared on."""
-    with db.read() as session:
-        return {
-            table.name: sorted((tuple(row) for row in session.execute(select(table))), key=repr)
-            for table in Base.metadata.sorted_tables
-        }
 
 
 def refused(
@@ -56,16 +45,20 @@ def refused(
     expected_version: int | None,
     error: type[E],
 ) -> E:
-    """Assert the request raises exactly ``error`` and changes nothing; return the error."""
-    before = snapshot(db)
+    """Assert the request raises exactly ``error`` and changes nothing; return the error.
+
+    "Nothing" is checked twice: through the caller's own session before it rolls back (a second
+    connection could never see an uncommitted write), and through a second connection after.
+    """
+    before = rows_committed(db)
     with pytest.raises(QmsflowError) as info, db.write() as session:
         try:
             advance(session, rt, province.actors[user], case_id, event, data, expected_version=expected_version)
         finally:
-            # the checks come before any write, so even a caller that kept the session has nothing to undo
             assert not (session.new or session.dirty or session.deleted)
+            assert rows_through(session) == before, "the refused request wrote inside the caller's transaction"
     assert type(info.value) is error, f"expected {error.__name__}, got {type(info.value).__name__}: {info.value}"
-    assert snapshot(db) == before
+    assert rows_committed(db) == before
     assert isinstance(info.value, error)
     return info.value
 

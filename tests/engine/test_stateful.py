@@ -43,7 +43,7 @@ from qmsflow.engine import (
 from qmsflow.engine.definitions import FieldSpec
 from qmsflow.engine.history import verify_case
 from qmsflow.engine.models import Case, HistoryEntry, Obligation, Timer
-from tests.conftest import HISTORY_KEY, Province, local
+from tests.conftest import HISTORY_KEY, Province, allow_another_open_case, local
 
 SETTINGS = settings(
     max_examples=25,
@@ -234,6 +234,9 @@ def machine_for(db: Database, rt: Runtime, clock: FixedClock, province: Province
                     "minutes_signed_on": (today - timedelta(days=minutes_age)).isoformat(),
                 }
             with db.write() as session:
+                # the unit's earlier cases (of earlier examples, or still open here) are set aside:
+                # the open_cases rule has tests of its own (test_open_cases.py)
+                allow_another_open_case(session, province.units[unit])
                 case = open_case(session, rt, province.actors["lead"], province.units[unit], workflow, data)
                 model = ModelCase(case.id, unit, definition, definition.spec.initial, data, lifespan=lifespan)
             for name, ob in definition.spec.obligations.items():

@@ -15,7 +15,7 @@ from qmsflow.engine.models import Case, HistoryEntry, InboxItem, Notification, T
 from qmsflow.engine.notifications import MailSettings, route
 from qmsflow.engine.sweep import sweep
 from qmsflow.engine.units import UnitKind, create_unit
-from tests.conftest import HISTORY_KEY, Province, local
+from tests.conftest import HISTORY_KEY, Province, allow_another_open_case, local
 
 MINUTES = {"inspection_decision": "88/QĐ", "minutes_number": "14/BB", "findings": "Chưa cập nhật quy trình"}
 
@@ -163,6 +163,7 @@ def test_concurrent_sweeps_fire_every_step_exactly_once(db: Database, rt: Runtim
     with db.write() as session:
         units = [session.merge(province.units[u]) for u in ("THPT-TNH", "THCS-MT", "SNV")]
         for i in range(90):
+            allow_another_open_case(session, units[i % 3])
             open_case(session, rt, province.actors["lead"], units[i % 3], "qms_lifecycle")
     now = local(date(2026, 3, 1))
     reports = []
