@@ -79,7 +79,10 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, echo: bool = Fa
         engine = create_engine(url, echo=echo, connect_args={"timeout": sqlite_busy_timeout_ms / 1000})
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, connect_args={"application_name": application_name})
+    # A server that does not answer is reported after 10 s instead of hanging the command.
+    return create_engine(
+        url, echo=echo, pool_pre_ping=True, connect_args={"application_name": application_name, "connect_timeout": 10}
+    )
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
