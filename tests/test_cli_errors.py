@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,3 +214,27 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_random_arguments_to_any_command_never_raise(isolated_env: dict[str, str], command: list[str], tokens: list[str]) -> None:
     result = _invoke(isolated_env, *command, *tokens, input="a password long enough\n")
     assert result.exit_code in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), (command, tokens, result.output)
+
+
+def test_scheduler_and_serve_refuse_an_uninitialised_folder_and_bad_options(bare: tuple[Runner, Path]) -> None:
+    invoke, instance = bare
+    for args in (["scheduler", "--exit-when-idle"], ["serve", "--no-scheduler"]):
+        result = invoke(*args)
+        assert result.exit_code == 10 and "run `qmsflow init` here" in result.output, (args, result.output)
+    assert invoke("scheduler", "--interval", "0").exit_code == 2
+    assert invoke("scheduler", "--now", "yesterday").exit_code == 2
+    assert invoke("serve", "--port", "70000").exit_code == 2
+    assert not instance.exists()
+
+
+def test_help_imports_neither_sqlalchemy_nor_alembic() -> None:
+    # Regression: importing qmsflow.cli cost about a second (SQLAlchemy, Alembic) before --help could print.
+    probe = (
+        "import sys\n"
+        "from qmsflow.cli import main\n"
+        "try:\n    main(['--help'], prog_name='qmsflow')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('sqlalchemy', 'alembic', 'ruamel.yaml', 'holidays', 'pydantic') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "Usage: qmsflow" in done.stdout
