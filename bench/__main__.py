@@ -3,6 +3,7 @@
     python -m bench                       # everything, SQLite and PostgreSQL (~15 minutes)
     python -m bench --smoke               # tiny sizes, seconds: what CI runs to keep them alive
     python -m bench --only transitions --backend sqlite --scale 0.2
+    python -m bench --only startup --backend sqlite   # qmsflow --help and cases list against python -c pass
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from qmsflow.engine.clock import LOCAL_TZ
 
-from . import memory, reads, sweep_scale, transitions_rate
+from . import memory, reads, startup, sweep_scale, transitions_rate
 from .databases import Servers, postgres_server, postgres_version
 from .report import Report, machine_description, write_results
 
@@ -27,6 +28,7 @@ BENCHMARKS: dict[str, tuple[Callable[[Report, Servers, list[str], float, bool], 
     "memory": (memory.run, memory.NOTES),
     "sweep": (sweep_scale.run, sweep_scale.NOTES),
     "reads": (reads.run, reads.NOTES),
+    "startup": (startup.run, startup.NOTES),
 }
 
 

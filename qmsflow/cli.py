@@ -1,110 +1,215 @@
-"""The ``qmsflow`` command line: set up, load the demo, manage users, run and inspect cases, audit."""
+"""The ``qmsflow`` command line: set up, load the demo, manage users, run and inspect cases, audit.
+
+Imports on demand: this module loads only click at import time, so ``qmsflow --help`` starts in a
+fraction of the time SQLAlchemy, Alembic and the workflow loader would take (bench/startup.py
+measures it). Each command imports what it uses; keep new top-level imports to the standard library.
+
+Every failure ends in one line on stderr and a documented exit code (README.md, "Using it from the
+command line"); ``qmsflow --debug ...`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from sqlalchemy import select
 
-from . import bootstrap
-from .config import Settings, ensure_instance, load_settings
-from .engine import cases, history
-from .engine.clock import LOCAL_TZ, Clock, FixedClock, SystemClock, local_date
-from .engine.db import Database
-from .engine.definitions import load_definition
-from .engine.errors import (
-    ConfigurationError,
-    Conflict,
-    DefinitionError,
-    FieldProblem,
-    GuardFailed,
-    InvalidTransition,
-    NotFound,
-    NotPermitted,
-    QmsflowError,
-    StaleVersion,
-    ValidationFailed,
-)
-from .engine.models import Case, HistoryEntry, Timer, Unit
-from .engine.notifications import MailSettings, SmtpMailer, route
-from .engine.permissions import Actor
-from .engine.replanning import apply_calendar, apply_calendar_if_changed, stored_fingerprint
-from .engine.runtime import Runtime
-from .engine.scheduling import SchedulerService, worker_name
-from .engine.sweep import sweep
-from .engine.units import unit_by_code
-from .engine.users import USER_ROLES, create_user, user_by_name
+if TYPE_CHECKING:
+    from .config import Settings
+    from .engine.calendar import WorkingCalendar
+    from .engine.clock import Clock
+    from .engine.db import Database
+    from .engine.errors import QmsflowError
+    from .engine.notifications import MailSettings, SmtpMailer
+    from .engine.permissions import Actor
+    from .engine.registry import Registry
+    from .engine.runtime import Runtime
+    from .engine.scheduling import SchedulerService
 
-# Exit codes, so scripts can tell refusals apart.
-EXIT_CODES: dict[type[QmsflowError], int] = {
-    NotFound: 4,
-    NotPermitted: 3,
-    StaleVersion: 5,
-    InvalidTransition: 6,
-    GuardFailed: 7,
-    ValidationFailed: 2,
-    Conflict: 8,
-    DefinitionError: 9,
-    ConfigurationError: 10,
+# Exit codes, so scripts can tell refusals apart (by error class name, so this module imports no engine).
+EXIT_CODES: dict[str, int] = {
+    "ValidationFailed": 2,
+    "NotPermitted": 3,
+    "NotFound": 4,
+    "StaleVersion": 5,
+    "InvalidTransition": 6,
+    "GuardFailed": 7,
+    "Conflict": 8,
+    "DefinitionError": 9,
+    "ConditionError": 9,
+    "ConfigurationError": 10,
+    "DatabaseBusy": 11,
+    "DatabaseUnavailable": 12,
 }
+EXIT_AUDIT_FINDINGS = 1
+EXIT_INTERNAL = 70  # a bug in qmsflow (BSD sysexits' EX_SOFTWARE)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code for an engine error (its nearest class with one), or 1."""
+    for kind in type(exc).__mro__:
+        if kind.__name__ in EXIT_CODES:
+            return EXIT_CODES[kind.__name__]
+    return 1
 
 
 @dataclass
 class App:
-    """What every command needs, built lazily from settings."""
+    """What every command needs, each part built on first use: settings, database, definitions, runtime."""
 
-    settings: Settings
-    clock: Clock
+    clock: Clock | None = None
+    debug: bool = False
     application_name: str = "qmsflow-cli"
+    _settings: Settings | None = None
     _db: Database | None = None
     _rt: Runtime | None = None
+    _registry: Registry | None = None
+    _calendar: WorkingCalendar | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from .config import load_settings
+
+            self._settings = load_settings()
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._settings = value
+
+    def now_clock(self) -> Clock:
+        if self.clock is None:
+            from .engine.clock import SystemClock
+
+            self.clock = SystemClock()
+        return self.clock
 
     @property
     def db(self) -> Database:
+        """The database, refused unless it exists and has the current schema (``init`` and ``demo`` create it)."""
         if self._db is None:
+            from . import bootstrap
+
+            db = bootstrap.open_database(self.settings, self.application_name, must_exist=True)
+            bootstrap.check_schema(db)
+            self._db = db
+        return self._db
+
+    def create_db(self) -> Database:
+        """Open the database, creating an empty SQLite file if there is none (``init``, ``demo``)."""
+        if self._db is None:
+            from . import bootstrap
+
             self._db = bootstrap.open_database(self.settings, self.application_name)
         return self._db
 
     @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            from . import bootstrap
+
+            self._registry = self._rt.registry if self._rt else bootstrap.build_registry(self.settings)
+        return self._registry
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        if self._calendar is None:
+            from . import bootstrap
+
+            self._calendar = self._rt.calendar if self._rt else bootstrap.build_calendar(self.settings)
+        return self._calendar
+
+    @property
     def rt(self) -> Runtime:
         if self._rt is None:
-            self._rt = bootstrap.build_runtime(self.settings, self.clock)
+            from . import bootstrap
+
+            self._rt = bootstrap.build_runtime(
+                self.settings, self.now_clock(), registry=self._registry, calendar=self._calendar
+            )
         return self._rt
 
 
 def fail(exc: QmsflowError) -> NoReturn:
     """Print an engine error the way an operator can act on, and exit with its code."""
     click.echo(f"error: {exc}", err=True)
-    for kind, code in EXIT_CODES.items():
-        if isinstance(exc, kind):
-            sys.exit(code)
-    sys.exit(1)
+    sys.exit(exit_code(exc))
 
 
 @contextmanager
 def engine_errors() -> Iterator[None]:
-    """Turn engine errors into messages and exit codes instead of tracebacks."""
+    """Turn engine errors into messages and exit codes instead of tracebacks (the root group does it too)."""
+    from .engine.errors import QmsflowError
+
     try:
         yield
     except QmsflowError as exc:
         fail(exc)
 
 
-@click.group()
+def _report(exc: Exception, app: App | None) -> NoReturn:
+    """End a command that raised: a typed error with its code, anything else as one line, never a traceback."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    from .engine.db import translate_error
+    from .engine.errors import QmsflowError
+
+    if isinstance(exc, QmsflowError):
+        fail(exc)
+    if isinstance(exc, DBAPIError | sqlite3.Error):
+        url = app._db.safe_url if app and app._db else "(the configured database)"
+        translated = translate_error(exc, url)
+        if translated is not None:
+            fail(translated)
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        click.echo(f"error: unexpected database error: {detail}; run again with --debug and report it", err=True)
+        sys.exit(EXIT_INTERNAL)
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(EXIT_CODES["ConfigurationError"])
+    click.echo(
+        f"internal error: {type(exc).__name__}: {exc}. This is a bug in qmsflow: run the command again with "
+        "`qmsflow --debug ...` and report the traceback",
+        err=True,
+    )
+    sys.exit(EXIT_INTERNAL)
+
+
+class _Main(click.Group):
+    """The root group: every exception a command raises ends here, as a message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            app = ctx.obj if isinstance(ctx.obj, App) else None
+            if ctx.params.get("debug"):
+                raise
+            _report(exc, app)
+
+
+@click.group(cls=_Main)
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error instead of a one-line message.")
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, debug: bool) -> None:
     """qmsflow: ISO 9001 quality management lifecycles for Vietnamese public bodies."""
-    with engine_errors():
-        ctx.obj = App(settings=load_settings(), clock=SystemClock())
+    ctx.obj = App(debug=debug)
 
 
 def _app(ctx: click.Context) -> App:
@@ -113,14 +218,19 @@ def _app(ctx: click.Context) -> App:
 
 
 def _initialise(app: App) -> None:
+    from . import bootstrap
+    from .config import ensure_instance
+
     app.settings = ensure_instance(app.settings)
-    bootstrap.upgrade(app.db)
+    bootstrap.upgrade(app.create_db())
     _replan_if_calendar_changed(app)
 
 
 def _replan_if_calendar_changed(app: App) -> None:
     """A changed calendar.yaml re-plans pending deadlines before anything runs on the new calendar."""
-    with app.db.write() as session:
+    from .engine.replanning import apply_calendar_if_changed, stored_fingerprint
+
+    with app.create_db().write() as session:
         known = stored_fingerprint(session) is not None
         moved = apply_calendar_if_changed(session, app.rt)
     if known and moved:
@@ -132,26 +242,36 @@ def _replan_if_calendar_changed(app: App) -> None:
 def init(ctx: click.Context) -> None:
     """Create or upgrade the database schema (safe to run again); generate missing secrets."""
     app = _app(ctx)
-    with engine_errors():
-        _initialise(app)
-    click.echo(f"database ready: {app.db.engine.url.render_as_string(hide_password=True)}")
+    _initialise(app)
+    click.echo(f"database ready: {app.create_db().safe_url}")
 
 
 @main.command()
+@click.option(
+    "--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]),
+    help="Build the demo as if loaded on this day (default: today); its story ends the week before.",
+)
 @click.pass_context
-def demo(ctx: click.Context) -> None:
-    """Initialise and load the demo province (only into an empty database)."""
-    from .demo import build_demo, has_data
+def demo(ctx: click.Context, as_of: datetime | None) -> None:
+    """Initialise and load the demo province (only into an empty database), shifted to end near today."""
+    from .demo import build_demo, catch_up, has_data
+    from .engine.clock import local_date
 
     app = _app(ctx)
-    with engine_errors():
-        _initialise(app)
-        with app.db.write() as session:
-            if has_data(session):
-                click.echo("the database already has units; demo not loaded again")
-                return
-            counts = build_demo(session, app.rt, log=lambda m: click.echo(f"  {m}"))
-    click.echo(f"demo loaded: {counts['units']} units, {counts['users']} users, {counts['cases']} cases")
+    click.echo("creating or upgrading the schema ...")
+    _initialise(app)
+    load_day = as_of.date() if as_of else local_date(app.now_clock().now())
+    with app.create_db().write() as session:
+        if has_data(session):
+            click.echo("the database already has units; demo not loaded again")
+            return
+        click.echo(f"loading the demo province as of {load_day} ...")
+        counts = build_demo(session, app.rt, load_day=load_day, log=lambda m: click.echo(f"  {m}"))
+    fired = catch_up(app.create_db(), app.rt, _mail_settings(app.settings), load_day if as_of else None, log=lambda m: click.echo(f"  {m}"))
+    click.echo(
+        f"demo loaded: {counts['units']} units, {counts['users']} users, {counts['cases']} cases "
+        f"({fired} overdue steps fired up to {load_day})"
+    )
 
 
 # ------------------------------------------------------------------------------------------ users
@@ -164,7 +284,7 @@ def users() -> None:
 
 @users.command("create")
 @click.argument("username")
-@click.option("--role", required=True, type=click.Choice([r.value for r in USER_ROLES]))
+@click.option("--role", required=True, type=click.Choice(["admin", "lead", "supervisor", "unit_officer", "viewer"]))
 @click.option("--unit", "unit_code", help="Official code of the user's unit (required for supervisor, unit_officer).")
 @click.option("--email")
 @click.option("--full-name", default="")
@@ -174,10 +294,14 @@ def users_create(
     ctx: click.Context, username: str, role: str, unit_code: str | None, email: str | None, full_name: str, password_stdin: bool
 ) -> None:
     """Create a user with a role, scoped to a unit where the role needs one."""
+    from .engine.clock import local_date
+    from .engine.units import unit_by_code
+    from .engine.users import create_user
+
     app = _app(ctx)
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     with engine_errors(), app.db.write() as session:
-        now = app.clock.now()
+        now = app.now_clock().now()
         unit = unit_by_code(session, unit_code, local_date(now)) if unit_code else None
         user = create_user(
             session, username=username, role=role, unit=unit, email=email, full_name=full_name, password=password, now=now
@@ -189,6 +313,8 @@ def users_create(
 @click.pass_context
 def users_list(ctx: click.Context) -> None:
     """List users."""
+    from sqlalchemy import select
+
     from .engine.models import User
 
     app = _app(ctx)
@@ -207,12 +333,18 @@ def workflows() -> None:
 
 
 @workflows.command("validate")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def workflows_validate(paths: tuple[Path, ...]) -> None:
     """Check definition files (or folders of them); list every problem and exit non-zero if any."""
+    from .engine.definitions import load_definition
+    from .engine.errors import DefinitionError
+
     files: list[Path] = []
     for path in paths:
         files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+    if not files:
+        click.echo(f"error: no definition files (*.yaml) in {', '.join(str(p) for p in paths)}", err=True)
+        sys.exit(EXIT_CODES["ValidationFailed"])
     bad = 0
     for file in files:
         try:
@@ -225,7 +357,7 @@ def workflows_validate(paths: tuple[Path, ...]) -> None:
         click.echo(f"{file}: ok ({definition.name} v{definition.version})")
     if bad:
         click.echo(f"{bad} of {len(files)} files invalid", err=True)
-        sys.exit(EXIT_CODES[DefinitionError])
+        sys.exit(EXIT_CODES["DefinitionError"])
 
 
 @workflows.command("list")
@@ -234,8 +366,8 @@ def workflows_list(ctx: click.Context) -> None:
     """List the loaded definitions with their states and events."""
     app = _app(ctx)
     with engine_errors():
-        for d in app.rt.registry.definitions():
-            click.echo(f"{d.name} v{d.version}  {d.spec.label.get(app.rt.language)}")
+        for d in app.registry.definitions():
+            click.echo(f"{d.name} v{d.version}  {d.spec.label.get(app.settings.default_language)}")
             click.echo(f"  states: {', '.join(d.spec.states)}")
             click.echo(f"  events: {', '.join(d.spec.events)}")
             if d.spec.obligations:
@@ -246,10 +378,15 @@ def workflows_list(ctx: click.Context) -> None:
 
 
 def _actor(session: Any, username: str) -> Actor:
+    from .engine.permissions import Actor
+    from .engine.users import user_by_name
+
     return Actor.of(user_by_name(session, username))
 
 
 def _parse_data(items: tuple[str, ...]) -> dict[str, Any]:
+    from .engine.errors import FieldProblem, ValidationFailed
+
     data: dict[str, Any] = {}
     for item in items:
         if item.startswith("{"):
@@ -269,12 +406,32 @@ def _parse_data(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _local(at: Any) -> str:
+    from .engine.clock import LOCAL_TZ
+
     return at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M") if at else "-"
 
 
 @main.group("cases")
 def cases_group() -> None:
     """Open, list, show and advance cases."""
+
+
+def _check_filters(registry: Registry, workflow: str | None, state: str | None) -> None:
+    """Refuse a workflow or state filter that no loaded definition has, instead of listing nothing."""
+    from .engine.errors import FieldProblem, ValidationFailed
+
+    definitions = [d for d in registry.definitions() if workflow in (None, d.name)]
+    if workflow and not definitions:
+        known = sorted({d.name for d in registry.definitions()})
+        raise ValidationFailed([FieldProblem("--workflow", f"no workflow {workflow!r}; known: {', '.join(known)}")])
+    states = sorted({s for d in definitions for s in d.spec.states})
+    if state and state not in states:
+        raise ValidationFailed([FieldProblem("--state", f"no state {state!r}{_closest(state, states)}; known: {', '.join(states)}")])
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 @cases_group.command("list")
@@ -285,7 +442,13 @@ def cases_group() -> None:
 @click.pass_context
 def cases_list(ctx: click.Context, as_user: str, workflow: str | None, state: str | None, as_json: bool) -> None:
     """List the cases a user may see."""
+    from sqlalchemy import select
+
+    from .engine import cases
+    from .engine.models import Unit
+
     app = _app(ctx)
+    _check_filters(app.registry, workflow, state)
     with engine_errors(), app.db.read() as session:
         actor = _actor(session, as_user)
         rows = cases.list_cases(session, app.rt, actor, workflow=workflow, state=state)
@@ -302,11 +465,16 @@ def cases_list(ctx: click.Context, as_user: str, workflow: str | None, state: st
 
 
 @cases_group.command("show")
-@click.argument("case_id", type=int)
+@click.argument("case_id", type=click.IntRange(min=1))
 @click.option("--as", "as_user", required=True)
 @click.pass_context
 def cases_show(ctx: click.Context, case_id: int, as_user: str) -> None:
     """Show a case: state, data, allowed events, timers, obligations and history."""
+    from sqlalchemy import select
+
+    from .engine import cases
+    from .engine.models import HistoryEntry
+
     app = _app(ctx)
     lang = app.rt.language
     with engine_errors(), app.db.read() as session:
@@ -342,32 +510,61 @@ def cases_show(ctx: click.Context, case_id: int, as_user: str) -> None:
 @click.pass_context
 def cases_open(ctx: click.Context, unit_code: str, workflow: str, as_user: str, data_items: tuple[str, ...]) -> None:
     """Open a case of WORKFLOW for the unit with UNIT_CODE."""
+    from .engine import cases
+    from .engine.clock import local_date
+    from .engine.units import unit_by_code
+
     app = _app(ctx)
     with engine_errors(), app.db.write() as session:
         actor = _actor(session, as_user)
-        unit = unit_by_code(session, unit_code, local_date(app.clock.now()))
+        unit = unit_by_code(session, unit_code, local_date(app.now_clock().now()))
         case = cases.open_case(session, app.rt, actor, unit, workflow, _parse_data(data_items))
         click.echo(f"opened case #{case.id} ({case.workflow}, {case.state})")
 
 
 @cases_group.command("advance")
-@click.argument("case_id", type=int)
+@click.argument("case_id", type=click.IntRange(min=1))
 @click.argument("event")
 @click.option("--as", "as_user", required=True)
 @click.option("--data", "data_items", multiple=True, help="key=value or a JSON object; repeatable.")
-@click.option("--expect-version", type=int, help="Refuse if the case has moved on since you read it.")
+@click.option("--expect-version", type=click.IntRange(min=1), help="Refuse if the case has moved on since you read it.")
 @click.pass_context
 def cases_advance(
     ctx: click.Context, case_id: int, event: str, as_user: str, data_items: tuple[str, ...], expect_version: int | None
 ) -> None:
     """Fire EVENT on case CASE_ID as a user."""
+    from .engine import cases
+    from .engine.errors import InvalidTransition
+
     app = _app(ctx)
     with engine_errors(), app.db.write() as session:
         actor = _actor(session, as_user)
-        result = cases.advance(
-            session, app.rt, actor, case_id, event, _parse_data(data_items), expected_version=expect_version
-        )
+        try:
+            result = cases.advance(
+                session, app.rt, actor, case_id, event, _parse_data(data_items), expected_version=expect_version
+            )
+        except InvalidTransition as exc:
+            raise _unknown_event(session, app, exc) from None
         click.echo(f"case #{case_id}: {result.event}: {result.from_state} -> {result.to_state} (version {result.case.version})")
+
+
+def _unknown_event(session: Any, app: App, exc: Any) -> Any:
+    """An InvalidTransition for an event the case's workflow does not have says so, with the closest names."""
+    from .engine.errors import InvalidTransition
+    from .engine.models import Case
+
+    case = session.get(Case, exc.case_id)
+    if case is None:
+        return exc
+    events = sorted(app.rt.registry.get(case.workflow, case.workflow_version).spec.events)
+    if exc.event in events:
+        return exc
+    better = InvalidTransition(exc.case_id, exc.state, exc.event)
+    better.args = (
+        f"case {exc.case_id} ({case.workflow}) has no event {exc.event!r}{_closest(exc.event, events)}; "
+        f"`qmsflow cases show {exc.case_id} --as USER` lists the events you may fire",
+    )
+    return better
 
 
 # ------------------------------------------------------------------------------------------ audit
@@ -382,6 +579,8 @@ def audit() -> None:
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
     """Verify every case's history chain with the history key; exit 1 on any finding."""
+    from .engine import history
+
     app = _app(ctx)
     with engine_errors(), app.db.read() as session:
         checked, rows, findings = history.verify_all(session, app.rt.history_key)
@@ -402,12 +601,12 @@ def calendar() -> None:
 
 
 @calendar.command("show")
-@click.argument("year", type=int)
+@click.argument("year", type=click.IntRange(1900, 2199))
 @click.pass_context
 def calendar_show(ctx: click.Context, year: int) -> None:
-    """List the weekdays off and the make-up working days of YEAR."""
+    """List the weekdays off and the make-up working days of YEAR (1900 to 2199)."""
     app = _app(ctx)
-    cal = app.rt.calendar
+    cal = app.calendar
     with engine_errors():
         for day, reason in cal.days_off_between(date(year, 1, 1), date(year, 12, 31)):
             if reason != "weekend":
@@ -421,6 +620,8 @@ def calendar_show(ctx: click.Context, year: int) -> None:
 @click.pass_context
 def calendar_replan(ctx: click.Context) -> None:
     """Re-plan pending timers against the current calendar overrides."""
+    from .engine.replanning import apply_calendar
+
     app = _app(ctx)
     with engine_errors(), app.db.write() as session:
         moved = apply_calendar(session, app.rt)
@@ -439,10 +640,29 @@ def _parse_instant(value: str) -> datetime:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 instant such as 2026-02-23T08:00:00+07:00") from None
     if at.tzinfo is None:
         raise click.BadParameter("give a UTC offset, e.g. +07:00")
+    if not 1900 <= at.year <= 2199:
+        raise click.BadParameter(f"{value!r}: give an instant between the years 1900 and 2199")
     return at
 
 
+_DURATION = re.compile(r"^(\d{1,5})([dwh])$")
+
+
+def _parse_duration(value: str, option: str) -> timedelta:
+    """``30d``, ``2w`` or ``12h``: a span from now, so an example command means the same on any day."""
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise click.BadParameter(f"{value!r}: give a span such as 30d (days), 2w (weeks) or 12h (hours)", param_hint=option)
+    amount, unit = int(match.group(1)), match.group(2)
+    span = {"d": timedelta(days=amount), "w": timedelta(weeks=amount), "h": timedelta(hours=amount)}[unit]
+    if span > timedelta(days=365 * 50):
+        raise click.BadParameter(f"{value!r}: at most 50 years ahead", param_hint=option)
+    return span
+
+
 def _mail_settings(settings: Settings) -> MailSettings:
+    from .engine.notifications import MailSettings
+
     smtp = settings.smtp
     return MailSettings(
         enabled=smtp.enabled, sender=smtp.sender,
@@ -452,6 +672,8 @@ def _mail_settings(settings: Settings) -> MailSettings:
 
 
 def _mailer(settings: Settings) -> SmtpMailer | None:
+    from .engine.notifications import SmtpMailer
+
     smtp = settings.smtp
     if not smtp.enabled:
         return None
@@ -459,6 +681,8 @@ def _mailer(settings: Settings) -> SmtpMailer | None:
 
 
 def _service(app: App, **kwargs: Any) -> SchedulerService:
+    from .engine.scheduling import SchedulerService
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     s = app.settings.scheduler
@@ -468,18 +692,34 @@ def _service(app: App, **kwargs: Any) -> SchedulerService:
     )
 
 
+def _fixed_clock(app: App, now_text: str | None, in_text: str | None) -> None:
+    """``--now INSTANT`` or ``--in SPAN`` (from now): run on a clock standing there."""
+    from .engine.clock import FixedClock
+
+    if now_text and in_text:
+        raise click.UsageError("give --now or --in, not both")
+    if now_text:
+        app.clock = FixedClock(_parse_instant(now_text))
+    elif in_text:
+        app.clock = FixedClock(app.now_clock().now() + _parse_duration(in_text, "--in"))
+
+
 @main.command()
 @click.option("--now", "now_text", help="Sweep as of this instant (ISO 8601 with offset); default: now.")
+@click.option("--in", "in_text", help="Sweep as of this span from now (30d, 2w, 12h), e.g. with --dry-run to look ahead.")
 @click.option("--json", "as_json", is_flag=True, help="Print what fired as JSON.")
 @click.option("--dry-run", is_flag=True, help="Show what would fire, fire nothing.")
 @click.pass_context
-def tick(ctx: click.Context, now_text: str | None, as_json: bool, dry_run: bool) -> None:
+def tick(ctx: click.Context, now_text: str | None, in_text: str | None, as_json: bool, dry_run: bool) -> None:
     """Run one sweep (and route the outbox) and print what fired."""
+    from .engine.notifications import route
+    from .engine.scheduling import worker_name
+    from .engine.sweep import sweep
+
     app = _app(ctx)
-    if now_text:
-        app.clock = FixedClock(_parse_instant(now_text))
+    _fixed_clock(app, now_text, in_text)
     with engine_errors():
-        now = app.clock.now()
+        now = app.now_clock().now()
         report = sweep(app.db, app.rt, now, batch_size=app.settings.scheduler.batch_size, worker=f"tick:{worker_name()}", dry_run=dry_run)
         routed = 0 if dry_run else route(app.db, now, _mail_settings(app.settings))
     if as_json:
@@ -506,16 +746,26 @@ def timers() -> None:
 
 @timers.command("list")
 @click.option("--due-before", "due_before", help="Only timers whose next step is before this instant (ISO 8601).")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--due-within", "due_within", help="Only timers whose next step is within this span from now (30d, 2w, 12h).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 @click.pass_context
-def timers_list(ctx: click.Context, due_before: str | None, limit: int) -> None:
+def timers_list(ctx: click.Context, due_before: str | None, due_within: str | None, limit: int) -> None:
     """List pending timers by their next step."""
+    from sqlalchemy import select
+
+    from .engine.models import Case, Timer, Unit
+
     app = _app(ctx)
+    if due_before and due_within:
+        raise click.UsageError("give --due-before or --due-within, not both")
+    before = _parse_instant(due_before) if due_before else None
+    if due_within:
+        before = app.now_clock().now() + _parse_duration(due_within, "--due-within")
     with app.db.read() as session:
         query = select(Timer, Case, Unit).join(Case, Case.id == Timer.case_id).join(Unit, Unit.id == Case.unit_id)
         query = query.where(Timer.status == "pending").order_by(Timer.next_at, Timer.id).limit(limit)
-        if due_before:
-            query = query.where(Timer.next_at < _parse_instant(due_before))
+        if before:
+            query = query.where(Timer.next_at < before)
         for timer, case, unit in session.execute(query).tuples():
             click.echo(
                 f"timer {timer.id:<5} case #{case.id:<5} {unit.code:<9} {timer.name:<24} due {timer.due_date} "
@@ -526,48 +776,56 @@ def timers_list(ctx: click.Context, due_before: str | None, limit: int) -> None:
 @main.command()
 @click.option("--now", "now_text", help="Run on a clock standing at this instant (for tests and drills).")
 @click.option("--exit-when-idle", is_flag=True, help="Stop after the first sweep that finds nothing due.")
-@click.option("--interval", type=int, help="Seconds between sweeps (default from settings).")
+@click.option("--interval", type=click.IntRange(min=1), help="Seconds between sweeps (default from settings).")
 @click.pass_context
 def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, interval: int | None) -> None:
     """Run the scheduler alone, in the foreground. Several may run against PostgreSQL."""
     app = _app(ctx)
     app.application_name = "qmsflow-scheduler"
-    if now_text:
-        app.clock = FixedClock(_parse_instant(now_text))
+    _fixed_clock(app, now_text, None)
     with engine_errors():
+        _ = app.db  # refuse a missing or outdated database before anything else
         _replan_if_calendar_changed(app)
         service = _service(app, exit_when_idle=exit_when_idle)
         if interval:
             service.interval_seconds = interval
-        click.echo(f"scheduler {service.worker} on {app.db.engine.url.render_as_string(hide_password=True)}, every {service.interval_seconds} s")
+        click.echo(f"scheduler {service.worker} on {app.db.safe_url}, every {service.interval_seconds} s")
         service.run_forever()
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-scheduler", is_flag=True, help="Do not run the embedded scheduler in this process.")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
     """Serve the web app, with one embedded scheduler unless told not to."""
-    from waitress import serve as waitress_serve
+    from waitress.server import create_server
 
+    from .config import ensure_instance
+    from .engine.errors import ConfigurationError
     from .web import create_app
 
     app = _app(ctx)
     app.application_name = "qmsflow-web"
     with engine_errors():
+        _ = app.db  # refuse a missing or outdated database before anything else
         app.settings = ensure_instance(app.settings)
         web = create_app(settings=app.settings, db=app.db, runtime=app.rt)
+        try:
+            # Bind before announcing: a port in use is a one-line refusal, not a traceback after "qmsflow on ...".
+            server = create_server(web, host=host, port=port, threads=8)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port or --host") from None
         service = None
         if app.settings.scheduler.embedded and not no_scheduler:
             _replan_if_calendar_changed(app)
             # One scheduler for the process; waitress serves with threads, never forks workers.
             service = _service(app)
             service.start_background()
-    click.echo(f"qmsflow on http://{host}:{port}/  (scheduler {'on' if service else 'off'})")
+    click.echo(f"qmsflow on http://{host}:{port}/healthz  (scheduler {'on' if service else 'off'}; the pages arrive with the web issues)")
     try:
-        waitress_serve(web, host=host, port=port, threads=8)
+        server.run()
     finally:
         if service:
             service.shutdown()

@@ -3,26 +3,40 @@
 The demo clock walks from July 2025 to November 2026 and fires real events as real users, so every
 history row is chained and ``qmsflow audit verify`` passes on it. A later issue replaces this with the
 full An Giang data.
+
+The story is told relative to the day it is loaded: loaded after ``PRESENT`` (the Monday after its last
+event), every event and date field moves forward by whole weeks so the story ends in the week before
+the load day, weekdays kept. So a freshly loaded demo always has the same deadlines a few days ahead
+and the README's examples mean the same on any day. ``catch_up`` then fires what fell due on the way,
+as a scheduler would have. Units stay valid from 1 July 2025, the day the reorganisation took effect.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .engine import cases
 from .engine.clock import LOCAL_TZ, FixedClock
+from .engine.db import Database
 from .engine.models import Case, Unit
+from .engine.notifications import MailSettings, route
 from .engine.permissions import Actor
 from .engine.runtime import Runtime
 from .engine.units import UnitKind, create_unit, set_contact
 from .engine.users import create_user
 
 START = date(2025, 7, 1)
+PRESENT = date(2026, 11, 23)  # the Monday after the story's last event (Friday 20 November 2026)
+
+
+def shift_for(load_day: date) -> timedelta:
+    """Whole weeks that move the story so it ends in the week before ``load_day`` (never backwards)."""
+    return timedelta(weeks=max(0, (load_day - PRESENT).days // 7))
 
 # code, name, kind, parent code, lead?
 UNITS: list[tuple[str, str, UnitKind, str | None, bool]] = [
@@ -61,16 +75,24 @@ class _Demo:
     session: Session
     rt: Runtime
     clock: FixedClock
+    shift: timedelta = timedelta(0)
     units: dict[str, Unit] = field(default_factory=dict)
     actors: dict[str, Actor] = field(default_factory=dict)
     case_of: dict[str, Case] = field(default_factory=dict)
 
     def on(self, day: date, hour: int = 9) -> None:
-        self.clock.set(datetime.combine(day, time(hour, 0), tzinfo=LOCAL_TZ))
+        self.clock.set(datetime.combine(day + self.shift, time(hour, 0), tzinfo=LOCAL_TZ))
+
+    def dates(self, data: dict[str, object]) -> dict[str, object]:
+        """The story's date fields (``*_on``), moved with the story."""
+        return {
+            k: (date.fromisoformat(v) + self.shift).isoformat() if k.endswith("_on") and isinstance(v, str) else v
+            for k, v in data.items()
+        }
 
     def fire(self, code: str, user: str, event: str, **data: object) -> None:
         case = self.case_of[code]
-        cases.advance(self.session, self.rt, self.actors[user], case.id, event, data, expected_version=case.version)
+        cases.advance(self.session, self.rt, self.actors[user], case.id, event, self.dates(data), expected_version=case.version)
 
 
 def has_data(session: Session) -> bool:
@@ -78,11 +100,18 @@ def has_data(session: Session) -> bool:
     return bool(session.scalar(select(func.count()).select_from(Unit)))
 
 
-def build_demo(session: Session, rt: Runtime, log: Callable[[str], None] = lambda _m: None) -> dict[str, int]:
-    """Create the demo province in ``session`` by driving the engine; return counts of what was made."""
+def build_demo(
+    session: Session, rt: Runtime, log: Callable[[str], None] = lambda _m: None, *, load_day: date = PRESENT
+) -> dict[str, int]:
+    """Create the demo province in ``session`` by driving the engine; return counts of what was made.
+
+    The story moves by ``shift_for(load_day)`` (module docstring); the default tells it as written.
+    """
     clock = FixedClock(datetime.combine(START, time(8, 0), tzinfo=LOCAL_TZ))
     demo_rt = replace(rt, clock=clock)
-    d = _Demo(session, demo_rt, clock)
+    d = _Demo(session, demo_rt, clock, shift_for(load_day))
+    if d.shift:
+        log(f"story moved {d.shift.days // 7} weeks forward, to end on {PRESENT + d.shift}")
     for code, name, kind, parent, lead in UNITS:
         d.units[code] = create_unit(
             session, code=code, name=name, kind=kind.value, valid_from=START,
@@ -141,10 +170,11 @@ def build_demo(session: Session, rt: Runtime, log: Callable[[str], None] = lambd
     d.on(date(2026, 1, 21))
     d.fire("THPT-TNH", "tnh.iso", "notify_lead", notice_number="06/TB-THPTTNH", notice_sent_on="2026-01-21", posted_on_website=True)
     d.on(date(2026, 10, 16))
+    log("Sở Nội vụ, THPT Thoại Ngọc Hầu: announced and maintaining")
     corrective = cases.open_case(
         session, demo_rt, d.actors["tdc.lan"], d.units["THPT-TNH"], "corrective_action",
-        {"inspection_decision": "88/QĐ-SKHCN", "minutes_number": "14/BB-KT", "minutes_signed_on": "2026-10-15",
-         "findings": "Chưa cập nhật quy trình theo văn bản pháp luật mới; chưa đăng thông báo công bố trên trang thông tin điện tử."},
+        d.dates({"inspection_decision": "88/QĐ-SKHCN", "minutes_number": "14/BB-KT", "minutes_signed_on": "2026-10-15",
+         "findings": "Chưa cập nhật quy trình theo văn bản pháp luật mới; chưa đăng thông báo công bố trên trang thông tin điện tử."}),
         parent_case=d.case_of["THPT-TNH"],
     )
 
@@ -158,6 +188,7 @@ def build_demo(session: Session, rt: Runtime, log: Callable[[str], None] = lambd
     d.on(date(2026, 3, 16))
     d.fire("THPT-LX", "lx.iso", "record_internal_audit", internal_audit_on="2026-03-13", internal_audit_report="05/BC-THPTLX", nonconformities_open=3)
 
+    log("THPT Long Xuyên: applying, management review pending")
     # UBND phường Long Xuyên: announced, notice to the Dept of S&T still pending.
     d.on(date(2025, 7, 28))
     d.fire("30307", "longxuyen.iso", "approve_plan", plan_number="77/KH-UBND", plan_approved_on="2025-07-25")
@@ -180,9 +211,24 @@ def build_demo(session: Session, rt: Runtime, log: Callable[[str], None] = lambd
     d.on(date(2026, 6, 1))
     d.fire("STP", "stp.iso", "approve_plan", plan_number="60/KH-STP", plan_approved_on="2026-05-29")
 
+    log("UBND phường Long Xuyên, THCS Mỹ Thới, Sở Tư pháp: announcing and building")
     counts = {"units": len(d.units), "users": len(d.actors), "cases": len(d.case_of) + 1}
     log(f"{counts['cases']} cases (corrective action #{corrective.id})")
     return counts
 
 
-__all__ = ["build_demo", "has_data"]
+def catch_up(
+    db: Database, rt: Runtime, mail: MailSettings, load_day: date | None = None, log: Callable[[str], None] = lambda _m: None
+) -> int:
+    """Fire and route every step due by the load instant (now; noon of ``load_day`` when given), as a
+    scheduler would have; return how many fired."""
+    from .engine.sweep import sweep
+
+    now = rt.clock.now() if load_day is None else datetime.combine(load_day, time(12, 0), tzinfo=LOCAL_TZ)
+    report = sweep(db, replace(rt, clock=FixedClock(now)), now)
+    routed = route(db, now, mail)
+    log(f"{report.count} reminders, escalations and overdue marks fired up to {now.strftime('%Y-%m-%d %H:%M')}; {routed} notifications routed")
+    return report.count
+
+
+__all__ = ["PRESENT", "build_demo", "catch_up", "has_data", "shift_for"]

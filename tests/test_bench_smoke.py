@@ -12,7 +12,7 @@ from bench.__main__ import main
 from bench.report import RESULTS_FILE
 from tests.conftest import REQUIRE_ALL, SKIPPED_SUITES
 
-BENCHMARKS = ("transitions/s", "memory per", "sweep, nothing due", "due reminders fired/s", "dashboard:")
+BENCHMARKS = ("transitions/s", "memory per", "sweep, nothing due", "due reminders fired/s", "dashboard:", "start-up:")
 
 
 def _assert_complete(report, backend: str, printed: str) -> None:

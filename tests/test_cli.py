@@ -34,17 +34,17 @@ def run(db: Database, tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_init_is_idempotent_and_demo_loads_once(run) -> None:  # type: ignore[no-untyped-def]
     assert run("init").exit_code == 0
     assert run("init").exit_code == 0
-    first = run("demo")
+    first = run("demo", "--as-of", "2026-11-23")
     assert first.exit_code == 0, first.output
     assert "demo loaded: 12 units, 11 users, 12 cases" in first.output
-    again = run("demo")
+    again = run("demo", "--as-of", "2026-11-23")
     assert again.exit_code == 0 and "not loaded again" in again.output
     verified = run("audit", "verify")
     assert verified.exit_code == 0 and "ok: 12 cases" in verified.output
 
 
 def test_a_user_advances_a_case_and_refusals_have_distinct_exit_codes(run) -> None:  # type: ignore[no-untyped-def]
-    run("demo")
+    run("demo", "--as-of", "2026-11-23")
     listed = json.loads(run("cases", "list", "--as", "stp.iso", "--json").output)
     assert [c["unit"] for c in listed] == ["STP"]  # a unit officer sees only its unit
     case = listed[0]
@@ -72,7 +72,7 @@ def test_a_user_advances_a_case_and_refusals_have_distinct_exit_codes(run) -> No
 
 
 def test_users_create_checks_role_and_unit(run) -> None:  # type: ignore[no-untyped-def]
-    run("demo")
+    run("demo", "--as-of", "2026-11-23")
     made = run("users", "create", "snv.deputy", "--role", "unit_officer", "--unit", "SNV", "--email", "d@snv.example",
                "--password-stdin", input="a long enough password\n")
     assert made.exit_code == 0, made.output
@@ -83,7 +83,7 @@ def test_users_create_checks_role_and_unit(run) -> None:  # type: ignore[no-unty
 
 
 def test_audit_verify_fails_on_tampering(run, db: Database) -> None:  # type: ignore[no-untyped-def]
-    run("demo")
+    run("demo", "--as-of", "2026-11-23")
     with db.write() as session:
         session.execute(update(HistoryEntry).where(HistoryEntry.id == 5).values(actor="someone else"))
     result = run("audit", "verify")
@@ -109,20 +109,20 @@ def test_calendar_show_lists_tet_and_the_make_up_saturday(run) -> None:  # type:
 
 
 def test_tick_reports_what_fired_as_json_and_a_dry_run_fires_nothing(run) -> None:  # type: ignore[no-untyped-def]
-    run("demo")
-    dry = run("tick", "--now", "2026-11-28T08:00:00+07:00", "--dry-run", "--json")
+    run("demo", "--as-of", "2026-11-23")
+    dry = run("tick", "--now", "2026-12-20T08:00:00+07:00", "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     preview = json.loads(dry.output)
     assert preview["dry_run"] is True and preview["fired"]
-    real = json.loads(run("tick", "--now", "2026-11-28T08:00:00+07:00", "--json").output)
+    real = json.loads(run("tick", "--now", "2026-12-20T08:00:00+07:00", "--json").output)
     fired = [f for f in real["fired"] if f["outcome"] == "fired"]
     assert {(f["case"], f["step"]) for f in preview["fired"][: len(real["fired"])]} <= {(f["case"], f["step"]) for f in real["fired"]}
     assert any(f["kind"] == "escalation" and f["level"] == 2 for f in fired)
     assert real["routed"] == sum(1 for f in fired if f["kind"] in ("escalation", "reminder") and not f["detail"].startswith("same"))
-    again = json.loads(run("tick", "--now", "2026-11-28T08:00:00+07:00", "--json").output)
+    again = json.loads(run("tick", "--now", "2026-12-20T08:00:00+07:00", "--json").output)
     assert again["fired"] == []  # each step fires once
     assert run("audit", "verify").exit_code == 0
-    listed = run("timers", "list", "--due-before", "2026-12-03T00:00:00+07:00").output
+    listed = run("timers", "list", "--due-before", "2027-01-31T00:00:00+07:00").output
     assert "report_due" in listed and "notice_due" in listed
     assert run("tick", "--now", "2026-11-28T08:00:00").exit_code == 2  # an instant without offset is refused
 
@@ -140,7 +140,7 @@ def test_a_changed_calendar_file_is_applied_when_a_scheduler_starts(db: Database
     def run(*args: str) -> Result:
         return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
-    assert run("demo").exit_code == 0
+    assert run("demo", "--as-of", "2026-11-23").exit_code == 0
     before = run("timers", "list").output
     assert "report_due               due 2026-12-15" in before
     # the province declares Tuesday 15 December 2026 a day off: the corrective report is due a day later

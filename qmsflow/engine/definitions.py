@@ -45,7 +45,7 @@ class Role(StrEnum):
 
 
 class Target(StrEnum):
-    """The bodies of the escalation order (DOMAIN.md: unit head -> supervisor -> lead -> UBND tỉnh)."""
+    """The bodies of the escalation order (docs/domain.md: unit head -> supervisor -> lead -> UBND tỉnh)."""
 
     UNIT_HEAD = "unit_head"
     SUPERVISOR = "supervisor"

@@ -180,10 +180,48 @@ class Conflict(QmsflowError):
         return self.message
 
 
+class DatabaseBusy(QmsflowError):
+    """The database could not take the work now (a lock held past the busy timeout, a deadlock, a
+    serialization failure); nothing was changed and the same request may simply be tried again.
+
+    Attributes:
+        backend: "sqlite" or "postgresql".
+        detail: the driver's message, for the log.
+    """
+
+    retryable = True
+
+    def __init__(self, backend: str, detail: str) -> None:
+        self.backend = backend
+        self.detail = detail
+        super().__init__(f"the {backend} database is busy ({detail}): nothing was changed, try again in a moment")
+
+
+class DatabaseUnavailable(QmsflowError):
+    """qmsflow cannot connect to or open the database (server down, wrong address, no such database).
+
+    Attributes:
+        url: the database URL, with any password hidden.
+        detail: the driver's message.
+    """
+
+    retryable = False
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        self.detail = detail
+        super().__init__(
+            f"cannot use the database {url}: {detail}; check that the server runs and that "
+            "QMSFLOW_DATABASE_URL names an existing database"
+        )
+
+
 __all__ = [
     "ConditionError",
     "ConfigurationError",
     "Conflict",
+    "DatabaseBusy",
+    "DatabaseUnavailable",
     "DefinitionError",
     "DefinitionProblem",
     "FieldProblem",

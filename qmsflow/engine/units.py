@@ -15,7 +15,7 @@ from .models import Contact, Unit, UnitParent
 
 
 class UnitKind(StrEnum):
-    """The kinds of public body in scope (DOMAIN.md, "Who is in scope")."""
+    """The kinds of public body in scope (docs/domain.md, "Who is in scope")."""
 
     PROVINCE_PC = "province_pc"  # UBND tỉnh
     PROVINCE_OFFICE = "province_office"  # Văn phòng UBND tỉnh

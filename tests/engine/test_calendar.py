@@ -1,4 +1,4 @@
-"""The Vietnamese working calendar and Civil Code 2015 deadline counting (DOMAIN.md, "Counting deadlines")."""
+"""The Vietnamese working calendar and Civil Code 2015 deadline counting (docs/domain.md, "Counting deadlines")."""
 
 from __future__ import annotations
 
