@@ -285,8 +285,9 @@ def test_the_database_itself_refuses_a_second_open_case_with_the_same_key(
     with db.write() as session:
         case = open_case(session, rt, province.actors["lead"], province.units["SNV"], "qms_lifecycle")
         columns = {c.name: getattr(case, c.key) for c in Case.__table__.columns if c.name != "id"}
-    with pytest.raises(IntegrityError), db.write() as session:
+    with pytest.raises(Conflict) as info, db.write() as session:
         session.execute(insert(Case.__table__).values(**columns))  # as a writer that skipped the service
+    assert isinstance(info.value.__cause__ or info.value.__context__, IntegrityError)
     with db.write() as session:  # a closed one, or one without a key, is no conflict
         session.execute(insert(Case.__table__).values(**{**columns, "closed_at": columns["opened_at"]}))
         session.execute(insert(Case.__table__).values(**{**columns, "open_key": None}))
