@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from alembic import command
@@ -11,6 +12,8 @@ from .config import Settings
 from .engine.calendar import WorkingCalendar
 from .engine.clock import Clock, SystemClock
 from .engine.db import Database, make_engine
+from .engine.errors import ConfigurationError
+from .engine.evidence import EvidenceStore
 from .engine.registry import Registry
 from .engine.runtime import Runtime
 
@@ -54,4 +57,16 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     )
 
 
-__all__ = ["alembic_config", "build_runtime", "open_database", "upgrade"]
+def evidence_store(settings: Settings) -> EvidenceStore:
+    """Return the evidence store the settings name; refuse a folder inside the web app's package (it serves static files)."""
+    ev = settings.evidence
+    directory = Path(ev.dir) if ev.dir else settings.instance_path / "evidence"
+    web = (Path(__file__).parent / "web").resolve()
+    if directory.resolve().is_relative_to(web):
+        raise ConfigurationError(f"evidence dir {directory} is inside {web}, which the web app serves from")
+    if ev.max_bytes < 1 or ev.staging_hours < 1:
+        raise ConfigurationError("evidence max_bytes and staging_hours must be positive")
+    return EvidenceStore(directory=directory, max_bytes=ev.max_bytes, staging=timedelta(hours=ev.staging_hours))
+
+
+__all__ = ["alembic_config", "build_runtime", "evidence_store", "open_database", "upgrade"]

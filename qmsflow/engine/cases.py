@@ -8,7 +8,7 @@ history row, the state's timers and the obligations, all in the caller's transac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from . import evidence as evidence_files
 from . import history, timers
 from .clock import local_date
 from .definitions import Definition
@@ -98,8 +99,12 @@ def open_case(
     data: Mapping[str, Any] | None = None,
     *,
     parent_case: Case | None = None,
+    evidence: Sequence[int] = (),
 ) -> Case:
-    """Start a case of the newest version of ``workflow`` for ``unit``, with its timers and history."""
+    """Start a case of the newest version of ``workflow`` for ``unit``, with its timers and history.
+
+    ``evidence``: ids of the actor's staged uploads to attach (qmsflow/engine/evidence.py).
+    """
     now = rt.clock.now()
     today = local_date(now)
     definition = rt.registry.latest(workflow)
@@ -113,6 +118,8 @@ def open_case(
     clean, problems = clean_fields(definition.spec.start_fields, data, today)
     if problems:
         raise GuardFailed(None, "open", problems)
+    # evidence: checked before anything is written, attached once the case has an id
+    claimed = evidence_files.check_claim(session, actor, unit.id, evidence, now)
     case = Case(
         unit_id=unit.id,
         workflow=definition.name,
@@ -128,6 +135,7 @@ def open_case(
     )
     session.add(case)
     session.flush()
+    attached = evidence_files.attach(session, case, claimed, now)
     history.append(
         session,
         rt.history_key,
@@ -136,7 +144,10 @@ def open_case(
         kind="opened",
         actor=actor.username,
         to_state=case.state,
-        data={"workflow": definition.name, "version": definition.version, "unit": unit.code, **clean},
+        data={
+            "workflow": definition.name, "version": definition.version, "unit": unit.code, **clean,
+            **({evidence_files.EVIDENCE_KEY: attached} if attached else {}),
+        },
     )
     _enter_state(session, rt, definition, case, now, actor)
     session.flush()
@@ -152,8 +163,13 @@ def advance(
     data: Mapping[str, Any] | None = None,
     *,
     expected_version: int | None = None,
+    evidence: Sequence[int] = (),
 ) -> Advanced:
-    """Fire ``event`` on a case as ``actor``; change everything or nothing (see the module doc)."""
+    """Fire ``event`` on a case as ``actor``; change everything or nothing (see the module doc).
+
+    ``evidence``: ids of the actor's staged uploads to attach (qmsflow/engine/evidence.py); the
+    history row records them under ``_evidence``, which is not merged into the case's data.
+    """
     now = rt.clock.now()
     today = local_date(now)
     case = load_case_for_update(session, case_id)
@@ -178,6 +194,9 @@ def advance(
     to_state = compiled.fire(case.state, event, merged)
     if to_state is None:
         raise GuardFailed(case.id, event, [FieldProblem("branches", "no branch condition holds")])
+    # Evidence, after every check and before the writes: refusing here still changes nothing.
+    attached = evidence_files.claim(session, actor, case, evidence, now)
+    logged = {**recorded, evidence_files.EVIDENCE_KEY: attached} if attached else recorded
 
     # Read first, then write. The case, history and timer rows are written at once with Core
     # statements (history.append, timers), so the flush at the end has only the rare obligation
@@ -195,7 +214,7 @@ def advance(
         event=event,
         from_state=from_state,
         to_state=to_state,
-        data=recorded,
+        data=logged,
         case_values={"state": to_state, "data": merged, "version": case.version + 1, "updated_at": now},
     )
     _fulfil_obligations(session, rt, definition, case, event, to_fulfil, recorded, now, actor)
