@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from sqlalchemy import select
 
 from . import bootstrap
 from .config import Settings, ensure_instance, load_settings
-from .engine import cases, history
+from .engine import cases, evidence, history
 from .engine.clock import LOCAL_TZ, Clock, FixedClock, SystemClock, local_date
 from .engine.db import Database
 from .engine.definitions import load_definition
@@ -356,18 +359,71 @@ def cases_open(ctx: click.Context, unit_code: str, workflow: str, as_user: str, 
 @click.option("--as", "as_user", required=True)
 @click.option("--data", "data_items", multiple=True, help="key=value or a JSON object; repeatable.")
 @click.option("--expect-version", type=int, help="Refuse if the case has moved on since you read it.")
+@click.option("--evidence", "evidence_ids", multiple=True, type=int, help="Attach your staged upload with this id; repeatable.")
 @click.pass_context
 def cases_advance(
-    ctx: click.Context, case_id: int, event: str, as_user: str, data_items: tuple[str, ...], expect_version: int | None
+    ctx: click.Context, case_id: int, event: str, as_user: str, data_items: tuple[str, ...], expect_version: int | None,
+    evidence_ids: tuple[int, ...],
 ) -> None:
     """Fire EVENT on case CASE_ID as a user."""
     app = _app(ctx)
     with engine_errors(), app.db.write() as session:
         actor = _actor(session, as_user)
         result = cases.advance(
-            session, app.rt, actor, case_id, event, _parse_data(data_items), expected_version=expect_version
+            session, app.rt, actor, case_id, event, _parse_data(data_items), expected_version=expect_version,
+            evidence=evidence_ids,
         )
         click.echo(f"case #{case_id}: {result.event}: {result.from_state} -> {result.to_state} (version {result.case.version})")
+
+
+# --------------------------------------------------------------------------------------- evidence
+
+
+@main.group("evidence")
+def evidence_group() -> None:
+    """Upload and download evidence files."""
+
+
+@evidence_group.command("upload")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "as_user", required=True)
+@click.pass_context
+def evidence_upload(ctx: click.Context, file: Path, as_user: str) -> None:
+    """Stage FILE (PDF, JPEG or PNG) as USER's upload and print its id, to attach with --evidence."""
+    app = _app(ctx)
+    with engine_errors():
+        store = bootstrap.evidence_store(app.settings)
+        with app.db.write() as session, file.open("rb") as content:
+            upload = evidence.stage(session, store, _actor(session, as_user), file.name, content, app.clock.now())
+            click.echo(upload.id)
+
+
+@evidence_group.command("get")
+@click.argument("attachment_id", type=int)
+@click.option("--as", "as_user", required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write the file.")
+@click.pass_context
+def evidence_get(ctx: click.Context, attachment_id: int, as_user: str, output: Path) -> None:
+    """Write attachment ATTACHMENT_ID of a case USER may see to OUTPUT, checking its hash on the way."""
+    app = _app(ctx)
+    with engine_errors():
+        store = bootstrap.evidence_store(app.settings)
+        with app.db.read() as session:
+            upload, source = evidence.open_attachment(session, store, _actor(session, as_user), attachment_id, app.clock.now())
+            sha, described = upload.sha256, f"{upload.name} ({upload.content_type}, {upload.size} bytes)"
+        fd, tmp = tempfile.mkstemp(dir=output.resolve().parent, prefix=f".{output.name}.")
+        try:
+            digest = hashlib.sha256()
+            with source, os.fdopen(fd, "wb") as out:
+                while chunk := source.read(1 << 16):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha:
+                raise Conflict(f"the stored file of attachment {attachment_id} was altered; run qmsflow audit verify")
+            os.replace(tmp, output)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    click.echo(f"{output}: {described}")
 
 
 # ------------------------------------------------------------------------------------------ audit
@@ -381,16 +437,18 @@ def audit() -> None:
 @audit.command("verify")
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
-    """Verify every case's history chain with the history key; exit 1 on any finding."""
+    """Verify every case's history chain with the history key, and the evidence files; exit 1 on any finding."""
     app = _app(ctx)
     with engine_errors(), app.db.read() as session:
         checked, rows, findings = history.verify_all(session, app.rt.history_key)
+        files, file_findings = evidence.verify_files(session, bootstrap.evidence_store(app.settings))
+    findings = [*findings, *file_findings]
     for finding in findings:
         click.echo(str(finding), err=True)
     if findings:
-        click.echo(f"{len(findings)} problems in {checked} cases ({rows} rows)", err=True)
+        click.echo(f"{len(findings)} problems in {checked} cases ({rows} rows, {files} evidence files)", err=True)
         sys.exit(1)
-    click.echo(f"ok: {checked} cases, {rows} history rows verified")
+    click.echo(f"ok: {checked} cases, {rows} history rows, {files} evidence files verified")
 
 
 # --------------------------------------------------------------------------------------- calendar
@@ -463,7 +521,8 @@ def _service(app: App, **kwargs: Any) -> SchedulerService:
     s = app.settings.scheduler
     return SchedulerService(
         db=app.db, rt=app.rt, mail=_mail_settings(app.settings), mailer=_mailer(app.settings),
-        interval_seconds=s.sweep_interval_seconds, batch_size=s.batch_size, digest_time=s.digest_time, **kwargs,
+        interval_seconds=s.sweep_interval_seconds, batch_size=s.batch_size, digest_time=s.digest_time,
+        evidence=bootstrap.evidence_store(app.settings), **kwargs,
     )
 
 
