@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import logging
@@ -20,10 +21,10 @@ from sqlalchemy import select
 
 from . import bootstrap
 from .config import Settings, ensure_instance, load_settings
-from .engine import cases, evidence, history
+from .engine import adminlog, cases, evidence, history
 from .engine.clock import LOCAL_TZ, Clock, FixedClock, SystemClock, local_date
 from .engine.db import Database
-from .engine.definitions import load_definition
+from .engine.definitions import Role, load_definition
 from .engine.errors import (
     ConfigurationError,
     Conflict,
@@ -91,6 +92,15 @@ def fail(exc: QmsflowError) -> NoReturn:
         if isinstance(exc, kind):
             sys.exit(code)
     sys.exit(1)
+
+
+def _operator() -> Actor:
+    """Who runs an administrative command that has no --as: the operating-system account, for the admin log."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        name = "unknown"
+    return Actor(username=f"cli:{name}"[:64], role=Role.ADMIN)
 
 
 @contextmanager
@@ -183,7 +193,8 @@ def users_create(
         now = app.clock.now()
         unit = unit_by_code(session, unit_code, local_date(now)) if unit_code else None
         user = create_user(
-            session, username=username, role=role, unit=unit, email=email, full_name=full_name, password=password, now=now
+            session, username=username, role=role, unit=unit, email=email, full_name=full_name, password=password, now=now,
+            rt=app.rt, actor=_operator(),
         )
         click.echo(f"created user {user.username} ({user.role}{', ' + unit.name if unit else ''})")
 
@@ -437,18 +448,19 @@ def audit() -> None:
 @audit.command("verify")
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
-    """Verify every case's history chain with the history key, and the evidence files; exit 1 on any finding."""
+    """Verify every case's history chain, the evidence files and the admin log with the key; exit 1 on any finding."""
     app = _app(ctx)
     with engine_errors(), app.db.read() as session:
         checked, rows, findings = history.verify_all(session, app.rt.history_key)
         files, file_findings = evidence.verify_files(session, bootstrap.evidence_store(app.settings))
-    findings = [*findings, *file_findings]
-    for finding in findings:
-        click.echo(str(finding), err=True)
-    if findings:
-        click.echo(f"{len(findings)} problems in {checked} cases ({rows} rows, {files} evidence files)", err=True)
+        logged, log_findings = adminlog.verify(session, app.rt.history_key)
+    problems = [str(f) for f in (*findings, *file_findings, *log_findings)]
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        click.echo(f"{len(problems)} problems in {checked} cases ({rows} rows, {files} evidence files, {logged} admin log rows)", err=True)
         sys.exit(1)
-    click.echo(f"ok: {checked} cases, {rows} history rows, {files} evidence files verified")
+    click.echo(f"ok: {checked} cases, {rows} history rows, {files} evidence files, {logged} admin log rows verified")
 
 
 # --------------------------------------------------------------------------------------- calendar
@@ -481,7 +493,7 @@ def calendar_replan(ctx: click.Context) -> None:
     """Re-plan pending timers against the current calendar overrides."""
     app = _app(ctx)
     with engine_errors(), app.db.write() as session:
-        moved = apply_calendar(session, app.rt)
+        moved = apply_calendar(session, app.rt, actor=_operator())
         for m in moved:
             click.echo(f"timer {m.timer_id} ({m.name}, case #{m.case_id}): {m.old_due} -> {m.new_due}")
         click.echo(f"{len(moved)} deadlines re-planned")

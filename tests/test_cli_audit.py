@@ -1,4 +1,4 @@
-"""The command line's evidence commands: upload, attach on advance, download, and the audit of files."""
+"""The command line's evidence commands (upload, attach on advance, download) and what `audit verify` checks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from pypdf import PdfWriter
+from sqlalchemy import select, update
 
 from qmsflow.cli import main
 from qmsflow.engine import Database
+from qmsflow.engine.models import AdminLogEntry
 
 
 @pytest.fixture
@@ -62,3 +64,17 @@ def test_upload_attach_on_advance_download_and_audit(run, tmp_path: Path) -> Non
             stored.unlink()
     broken = run("audit", "verify")
     assert broken.exit_code == 1 and f"attachment {upload_id}" in broken.output and "missing" in broken.output
+
+
+def test_a_user_created_from_the_command_line_is_logged_and_audit_verify_checks_the_log(run, db: Database) -> None:  # type: ignore[no-untyped-def]
+    assert run("demo").exit_code == 0
+    assert run("users", "create", "snv.deputy", "--role", "viewer").exit_code == 0
+    ok = run("audit", "verify")
+    assert ok.exit_code == 0 and "admin log rows verified" in ok.output
+    with db.write() as session:
+        session.execute(update(AdminLogEntry).where(AdminLogEntry.action == "user.create").values(after={"role": "admin"}))
+    broken = run("audit", "verify")
+    assert broken.exit_code == 1 and "admin log row" in broken.output and "edited" in broken.output
+    with db.read() as session:
+        actors = set(session.scalars(select(AdminLogEntry.actor).where(AdminLogEntry.action == "user.create")))
+    assert any(a.startswith("cli:") for a in actors) and "system" in actors  # the operator, and the demo loader
