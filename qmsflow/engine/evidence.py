@@ -177,10 +177,14 @@ def _lock_hash(session: Session, sha256: str) -> None:
     Invariant: a file is renamed into place and its upload row inserted, or its last row deleted and
     the file unlinked, only while this lock is held, so purge never unlinks a file whose new upload is
     about to commit. PostgreSQL: a transaction-level advisory lock on the hash. SQLite: the write
-    transaction (``BEGIN IMMEDIATE``, qmsflow/engine/db.py) already holds the database's one write lock.
+    transaction's ``BEGIN IMMEDIATE`` (qmsflow/engine/db.py) takes the database's one write lock, but
+    only when the transaction starts, at its first statement: ``session.connection()`` starts it here,
+    before the rename, not at the later INSERT. So ``stage`` and ``purge_expired`` need a write session.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(sha256[:15], 16)})
+    else:
+        session.connection()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -279,3 +279,43 @@ def test_purge_removes_expired_staged_uploads_and_keeps_files_still_in_use(
     assert not store.path_of(alone.sha256).exists()
     assert shared not in {attached.id, fresh}
     assert _file_findings(db, store) == []
+
+
+def test_a_file_is_renamed_into_place_only_while_its_hash_is_locked(
+    db: Database, clock: FixedClock, province: Province, store: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the invariant purge_expired relies on (evidence._lock_hash): while stage renames a file, no other
+    # transaction can take the same lock, so no purge can unlink the file before its row commits
+    import os
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    from qmsflow.engine import evidence as evidence_module
+
+    other = create_engine(db.engine.url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 0} if db.is_sqlite else {})
+    content = pdf_bytes()
+    seen: list[bool] = []
+    real_replace = os.replace
+
+    def checking_replace(src: str | Path, dst: str | Path) -> None:
+        with other.connect() as conn:
+            if db.is_sqlite:  # the write lock: another writer cannot begin
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    conn.exec_driver_sql("ROLLBACK")
+                    seen.append(False)
+                except OperationalError:  # "database is locked"
+                    seen.append(True)
+            else:
+                key = int(Path(dst).name[:15], 16)
+                got = conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
+                seen.append(not got)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(evidence_module.os, "replace", checking_replace)
+    try:
+        _stage(db, store, province, clock, "snv", content)
+    finally:
+        other.dispose()
+    assert seen == [True]
