@@ -6,6 +6,7 @@ Alembic is imported only by ``upgrade``: every other command starts without it.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ from .engine.runtime import Runtime
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+    from .engine.evidence import EvidenceStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*['\"]?([\w-]+|None)['\"]?", re.MULTILINE)
@@ -153,6 +156,19 @@ def build_runtime(
     )
 
 
+def evidence_store(settings: Settings) -> EvidenceStore:
+    """Return the evidence store the settings name; refuse a folder inside the web app's package (it serves static files)."""
+    from .engine.evidence import EvidenceStore  # on demand, like every import a command needs
+    ev = settings.evidence
+    directory = Path(ev.dir) if ev.dir else settings.instance_path / "evidence"
+    web = (Path(__file__).parent / "web").resolve()
+    if directory.resolve().is_relative_to(web):
+        raise ConfigurationError(f"evidence dir {directory} is inside {web}, which the web app serves from")
+    if ev.max_bytes < 1 or ev.staging_hours < 1:
+        raise ConfigurationError("evidence max_bytes and staging_hours must be positive")
+    return EvidenceStore(directory=directory, max_bytes=ev.max_bytes, staging=timedelta(hours=ev.staging_hours))
+
+
 __all__ = [
     "alembic_config",
     "build_calendar",
@@ -160,6 +176,7 @@ __all__ = [
     "build_runtime",
     "check_schema",
     "database_url",
+    "evidence_store",
     "known_revisions",
     "open_database",
     "upgrade",

@@ -11,8 +11,11 @@ command line"); ``qmsflow --debug ...`` shows the traceback instead.
 from __future__ import annotations
 
 import difflib
+import getpass
+import hashlib
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -145,6 +148,18 @@ def fail(exc: QmsflowError) -> NoReturn:
     """Print an engine error the way an operator can act on, and exit with its code."""
     click.echo(f"error: {exc}", err=True)
     sys.exit(exit_code(exc))
+
+
+def _operator() -> Actor:
+    """Who runs an administrative command that has no --as: the operating-system account, for the admin log."""
+    from .engine.definitions import Role
+    from .engine.permissions import Actor
+
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        name = "unknown"
+    return Actor(username=f"cli:{name}"[:64], role=Role.ADMIN)
 
 
 @contextmanager
@@ -304,7 +319,8 @@ def users_create(
         now = app.now_clock().now()
         unit = unit_by_code(session, unit_code, local_date(now)) if unit_code else None
         user = create_user(
-            session, username=username, role=role, unit=unit, email=email, full_name=full_name, password=password, now=now
+            session, username=username, role=role, unit=unit, email=email, full_name=full_name, password=password, now=now,
+            rt=app.rt, actor=_operator(),
         )
         click.echo(f"created user {user.username} ({user.role}{', ' + unit.name if unit else ''})")
 
@@ -528,9 +544,11 @@ def cases_open(ctx: click.Context, unit_code: str, workflow: str, as_user: str, 
 @click.option("--as", "as_user", required=True)
 @click.option("--data", "data_items", multiple=True, help="key=value or a JSON object; repeatable.")
 @click.option("--expect-version", type=click.IntRange(min=1), help="Refuse if the case has moved on since you read it.")
+@click.option("--evidence", "evidence_ids", multiple=True, type=click.IntRange(min=1), help="Attach your staged upload with this id; repeatable.")
 @click.pass_context
 def cases_advance(
-    ctx: click.Context, case_id: int, event: str, as_user: str, data_items: tuple[str, ...], expect_version: int | None
+    ctx: click.Context, case_id: int, event: str, as_user: str, data_items: tuple[str, ...], expect_version: int | None,
+    evidence_ids: tuple[int, ...],
 ) -> None:
     """Fire EVENT on case CASE_ID as a user."""
     from .engine import cases
@@ -541,7 +559,8 @@ def cases_advance(
         actor = _actor(session, as_user)
         try:
             result = cases.advance(
-                session, app.rt, actor, case_id, event, _parse_data(data_items), expected_version=expect_version
+                session, app.rt, actor, case_id, event, _parse_data(data_items), expected_version=expect_version,
+                evidence=evidence_ids,
             )
         except InvalidTransition as exc:
             raise _unknown_event(session, app, exc) from None
@@ -567,6 +586,65 @@ def _unknown_event(session: Any, app: App, exc: Any) -> Any:
     return better
 
 
+# --------------------------------------------------------------------------------------- evidence
+
+
+@main.group("evidence")
+def evidence_group() -> None:
+    """Upload and download evidence files."""
+
+
+@evidence_group.command("upload")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "as_user", required=True)
+@click.pass_context
+def evidence_upload(ctx: click.Context, file: Path, as_user: str) -> None:
+    """Stage FILE (PDF, JPEG or PNG) as USER's upload and print its id, to attach with --evidence."""
+    from . import bootstrap
+    from .engine import evidence
+
+    app = _app(ctx)
+    with engine_errors():
+        store = bootstrap.evidence_store(app.settings)
+        with app.db.write() as session, file.open("rb") as content:
+            upload = evidence.stage(session, store, _actor(session, as_user), file.name, content, app.now_clock().now())
+            click.echo(upload.id)
+
+
+@evidence_group.command("get")
+@click.argument("attachment_id", type=int)
+@click.option("--as", "as_user", required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write the file.")
+@click.pass_context
+def evidence_get(ctx: click.Context, attachment_id: int, as_user: str, output: Path) -> None:
+    """Write attachment ATTACHMENT_ID of a case USER may see to OUTPUT, checking its hash on the way."""
+    import tempfile
+
+    from . import bootstrap
+    from .engine import evidence
+    from .engine.errors import Conflict
+
+    app = _app(ctx)
+    with engine_errors():
+        store = bootstrap.evidence_store(app.settings)
+        with app.db.read() as session:
+            upload, source = evidence.open_attachment(session, store, _actor(session, as_user), attachment_id, app.now_clock().now())
+            sha, described = upload.sha256, f"{upload.name} ({upload.content_type}, {upload.size} bytes)"
+        fd, tmp = tempfile.mkstemp(dir=output.resolve().parent, prefix=f".{output.name}.")
+        try:
+            digest = hashlib.sha256()
+            with source, os.fdopen(fd, "wb") as out:
+                while chunk := source.read(1 << 16):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha:
+                raise Conflict(f"the stored file of attachment {attachment_id} was altered; run qmsflow audit verify")
+            os.replace(tmp, output)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    click.echo(f"{output}: {described}")
+
+
 # ------------------------------------------------------------------------------------------ audit
 
 
@@ -578,18 +656,22 @@ def audit() -> None:
 @audit.command("verify")
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
-    """Verify every case's history chain with the history key; exit 1 on any finding."""
-    from .engine import history
+    """Verify every case's history chain, the evidence files and the admin log with the key; exit 1 on any finding."""
+    from . import bootstrap
+    from .engine import adminlog, evidence, history
 
     app = _app(ctx)
     with engine_errors(), app.db.read() as session:
         checked, rows, findings = history.verify_all(session, app.rt.history_key)
-    for finding in findings:
-        click.echo(str(finding), err=True)
-    if findings:
-        click.echo(f"{len(findings)} problems in {checked} cases ({rows} rows)", err=True)
+        files, file_findings = evidence.verify_files(session, bootstrap.evidence_store(app.settings))
+        logged, log_findings = adminlog.verify(session, app.rt.history_key)
+    problems = [str(f) for f in (*findings, *file_findings, *log_findings)]
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        click.echo(f"{len(problems)} problems in {checked} cases ({rows} rows, {files} evidence files, {logged} admin log rows)", err=True)
         sys.exit(1)
-    click.echo(f"ok: {checked} cases, {rows} history rows verified")
+    click.echo(f"ok: {checked} cases, {rows} history rows, {files} evidence files, {logged} admin log rows verified")
 
 
 # --------------------------------------------------------------------------------------- calendar
@@ -624,7 +706,7 @@ def calendar_replan(ctx: click.Context) -> None:
 
     app = _app(ctx)
     with engine_errors(), app.db.write() as session:
-        moved = apply_calendar(session, app.rt)
+        moved = apply_calendar(session, app.rt, actor=_operator())
         for m in moved:
             click.echo(f"timer {m.timer_id} ({m.name}, case #{m.case_id}): {m.old_due} -> {m.new_due}")
         click.echo(f"{len(moved)} deadlines re-planned")
@@ -681,6 +763,7 @@ def _mailer(settings: Settings) -> SmtpMailer | None:
 
 
 def _service(app: App, **kwargs: Any) -> SchedulerService:
+    from . import bootstrap
     from .engine.scheduling import SchedulerService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -688,7 +771,8 @@ def _service(app: App, **kwargs: Any) -> SchedulerService:
     s = app.settings.scheduler
     return SchedulerService(
         db=app.db, rt=app.rt, mail=_mail_settings(app.settings), mailer=_mailer(app.settings),
-        interval_seconds=s.sweep_interval_seconds, batch_size=s.batch_size, digest_time=s.digest_time, **kwargs,
+        interval_seconds=s.sweep_interval_seconds, batch_size=s.batch_size, digest_time=s.digest_time,
+        evidence=bootstrap.evidence_store(app.settings), **kwargs,
     )
 
 

@@ -25,7 +25,7 @@ from .engine.clock import LOCAL_TZ, FixedClock
 from .engine.db import Database
 from .engine.models import Case, Unit
 from .engine.notifications import MailSettings, route
-from .engine.permissions import Actor
+from .engine.permissions import SYSTEM, Actor
 from .engine.runtime import Runtime
 from .engine.units import UnitKind, create_unit, set_contact
 from .engine.users import create_user
@@ -115,16 +115,17 @@ def build_demo(
     for code, name, kind, parent, lead in UNITS:
         d.units[code] = create_unit(
             session, code=code, name=name, kind=kind.value, valid_from=START,
-            parent=d.units[parent] if parent else None, is_lead=lead,
+            parent=d.units[parent] if parent else None, is_lead=lead, rt=demo_rt, actor=SYSTEM,
         )
         slug = code.lower().replace("-", "")
-        set_contact(session, d.units[code], "head", f"Thủ trưởng {name}", email=f"head@{slug}.angiang.example")
-        set_contact(session, d.units[code], "iso_officer", f"Cán bộ ISO {name}", email=f"iso@{slug}.angiang.example")
+        set_contact(session, d.units[code], "head", f"Thủ trưởng {name}", email=f"head@{slug}.angiang.example", rt=demo_rt, actor=SYSTEM)
+        set_contact(session, d.units[code], "iso_officer", f"Cán bộ ISO {name}", email=f"iso@{slug}.angiang.example", rt=demo_rt, actor=SYSTEM)
     log(f"{len(d.units)} units")
     for username, full_name, role, unit_code in USERS:
         user = create_user(
             session, username=username, full_name=full_name, role=role, now=clock.now(),
             unit=d.units[unit_code] if unit_code else None, email=f"{username}@angiang.example",
+            rt=demo_rt, actor=SYSTEM,
         )
         d.actors[username] = Actor.of(user)
     log(f"{len(d.actors)} users")

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from qmsflow.bootstrap import upgrade
 from qmsflow.config import CALENDAR_FILE
-from qmsflow.engine import Actor, FixedClock, Registry, Runtime, WorkingCalendar
+from qmsflow.engine import SYSTEM, Actor, FixedClock, Registry, Runtime, WorkingCalendar
 from qmsflow.engine.calendar import CalendarOverrides
 from qmsflow.engine.clock import LOCAL_TZ
 from qmsflow.engine.db import Database, make_engine
@@ -225,21 +225,21 @@ PROVINCE_USERS = [
 
 
 @pytest.fixture
-def province(db: Database, clock: FixedClock) -> Province:
-    """Units (province PC, lead, supervisors, schools) and one user per role, made through services."""
+def province(db: Database, rt: Runtime, clock: FixedClock) -> Province:
+    """Units (province PC, lead, supervisors, schools) and one user per role, made through services (as SYSTEM)."""
     p = Province()
     with db.write() as session:
         for code, name, kind, parent, lead in PROVINCE_UNITS:
             p.units[code] = create_unit(
                 session, code=code, name=name, kind=kind.value, valid_from=date(2025, 7, 1),
-                parent=p.units[parent] if parent else None, is_lead=lead,
+                parent=p.units[parent] if parent else None, is_lead=lead, rt=rt, actor=SYSTEM,
             )
-            set_contact(session, p.units[code], "head", f"Head of {code}", email=f"head@{code.lower()}.example")
-            set_contact(session, p.units[code], "iso_officer", f"ISO of {code}", email=f"iso@{code.lower()}.example")
+            set_contact(session, p.units[code], "head", f"Head of {code}", email=f"head@{code.lower()}.example", rt=rt, actor=SYSTEM)
+            set_contact(session, p.units[code], "iso_officer", f"ISO of {code}", email=f"iso@{code.lower()}.example", rt=rt, actor=SYSTEM)
         for username, role, unit in PROVINCE_USERS:
             user = create_user(
                 session, username=username, role=role, unit=p.units[unit] if unit else None,
-                email=f"{username}@example.org", now=clock.now(),
+                email=f"{username}@example.org", now=clock.now(), rt=rt, actor=SYSTEM,
             )
             p.actors[username] = Actor.of(user)
     return p

@@ -48,6 +48,15 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class EvidenceSettings:
+    """Where evidence files are kept and what an upload may be."""
+
+    dir: str = ""  # empty: <instance>/evidence
+    max_bytes: int = 20 * 1024 * 1024
+    staging_hours: int = 24
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting qmsflow reads, resolved once at start."""
 
@@ -61,6 +70,7 @@ class Settings:
     sqlite_busy_timeout_ms: int = 5000
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
 
     def require(self, *names: str) -> Settings:
         """Fail loudly if any of ``names`` is empty; return self so calls chain."""
@@ -151,6 +161,7 @@ def load_settings(
         sqlite_busy_timeout_ms=int(raw["sqlite_busy_timeout_ms"]),
         scheduler=SchedulerSettings(**raw["scheduler"]),
         smtp=SmtpSettings(**raw["smtp"]),
+        evidence=EvidenceSettings(**raw["evidence"]),
     )
 
 
@@ -174,4 +185,4 @@ def ensure_instance(settings: Settings) -> Settings:
     return settings
 
 
-__all__ = ["Settings", "SchedulerSettings", "SmtpSettings", "ensure_instance", "load_settings"]
+__all__ = ["EvidenceSettings", "Settings", "SchedulerSettings", "SmtpSettings", "ensure_instance", "load_settings"]

@@ -9,7 +9,7 @@ caller's transaction, inside a savepoint of its own, so an error at any point le
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import evidence as evidence_files
 from . import history, timers
 from .clock import local_date
 from .definitions import Definition
@@ -121,17 +122,19 @@ def open_case(
     *,
     parent_case: Case | None = None,
     now: datetime | None = None,
+    evidence: Sequence[int] = (),
 ) -> Case:
     """Start a case of the newest version of ``workflow`` for ``unit``, with its timers and history.
 
     All or nothing, in its own savepoint (see ``advance``). ``now`` is the instant of the whole
     operation (default: the runtime clock). A second open case where the definition's
     ``open_cases`` allows one is a ``Conflict``, checked here and enforced by a unique index.
+    ``evidence``: ids of the actor's staged uploads to attach (qmsflow/engine/evidence.py).
     """
     now = now or rt.clock.now()
     try:
         with _all_or_nothing(session):
-            return _open_case(session, rt, actor, unit, workflow, data, parent_case, now)
+            return _open_case(session, rt, actor, unit, workflow, data, parent_case, now, evidence)
     except IntegrityError as exc:
         if "open_key" not in str(exc.orig):
             raise
@@ -148,6 +151,7 @@ def _open_case(
     data: Mapping[str, Any] | None,
     parent_case: Case | None,
     now: datetime,
+    evidence: Sequence[int],
 ) -> Case:
     today = local_date(now)
     definition = rt.registry.latest(workflow)
@@ -170,6 +174,8 @@ def _open_case(
                 f"unit {unit.code} already has an open {workflow} case ({existing}): close it before opening another",
                 {"unit_id": unit.id, "case_id": existing},
             )
+    # evidence: checked before anything is written, attached once the case has an id
+    claimed = evidence_files.check_claim(session, actor, unit.id, evidence, now)
     case = Case(
         unit_id=unit.id,
         workflow=definition.name,
@@ -186,6 +192,7 @@ def _open_case(
     )
     session.add(case)
     session.flush()
+    attached = evidence_files.attach(session, case, claimed, now)
     history.append(
         session,
         rt.history_key,
@@ -194,7 +201,10 @@ def _open_case(
         kind="opened",
         actor=actor.username,
         to_state=case.state,
-        data={"workflow": definition.name, "version": definition.version, "unit": unit.code, **clean},
+        data={
+            "workflow": definition.name, "version": definition.version, "unit": unit.code, **clean,
+            **({evidence_files.EVIDENCE_KEY: attached} if attached else {}),
+        },
     )
     _enter_state(session, rt, definition, case, now, actor, starts)
     session.flush()
@@ -211,6 +221,7 @@ def advance(
     *,
     expected_version: int | None = None,
     now: datetime | None = None,
+    evidence: Sequence[int] = (),
 ) -> Advanced:
     """Fire ``event`` on a case as ``actor``; change everything or nothing (see the module doc).
 
@@ -218,11 +229,13 @@ def advance(
     it wrote remains and every loaded object reads its row again (``models.expire_after_savepoint_rollback``),
     so a caller may go on, and even commit, after catching the error. ``now`` is the instant of the
     whole operation (default: the runtime clock): the history row, the version's ``updated_at`` and
-    the new state's deadlines all use it; the sweep passes its own.
+    the new state's deadlines all use it; the sweep passes its own. ``evidence``: ids of the actor's
+    staged uploads to attach (qmsflow/engine/evidence.py); the history row records them under
+    ``_evidence``, which is not merged into the case's data.
     """
     now = now or rt.clock.now()
     with _all_or_nothing(session):
-        return _advance(session, rt, actor, case_id, event, data, expected_version, now)
+        return _advance(session, rt, actor, case_id, event, data, expected_version, now, evidence)
 
 
 def _advance(
@@ -234,6 +247,7 @@ def _advance(
     data: Mapping[str, Any] | None,
     expected_version: int | None,
     now: datetime,
+    evidence: Sequence[int],
 ) -> Advanced:
     today = local_date(now)
     case = load_case_for_update(session, case_id)
@@ -262,6 +276,9 @@ def _advance(
     entering = to_state if to_state != from_state else None
     # The last check: every deadline this transition opens can be planned (a GuardFailed of this event).
     starts = timers.resolve_starts(definition, entering, event, merged, recorded, today, case.id)
+    # Evidence, after every check and before the writes: refusing here still changes nothing.
+    attached = evidence_files.claim(session, actor, case, evidence, now)
+    logged = {**recorded, evidence_files.EVIDENCE_KEY: attached} if attached else recorded
 
     # Read first, then write. The case, history and timer rows are written at once with Core
     # statements (history.append, timers), so the flush at the end has only the rare obligation
@@ -278,7 +295,7 @@ def _advance(
         event=event,
         from_state=from_state,
         to_state=to_state,
-        data=recorded,
+        data=logged,
         case_values={"state": to_state, "data": merged, "version": case.version + 1, "updated_at": now},
     )
     _fulfil_obligations(session, rt, definition, case, event, to_fulfil, recorded, now, actor)

@@ -352,13 +352,66 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class EvidenceUpload(Base):
+    """An evidence file's upload: staged by its uploader, then attached to one case (or purged on expiry).
+
+    The file itself is stored once under ``sha256`` (qmsflow/engine/evidence.py); this row is what a
+    download goes by, so a hash alone never opens a file.
+    """
+
+    __tablename__ = "evidence_uploads"
+    __table_args__ = (Index("ix_evidence_uploads_case_id_expires_at", "case_id", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uploader: Mapped[str] = mapped_column(String(64))  # a username, as history rows name actors
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    staged_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))  # None while staged
+    attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AdminLogEntry(Base):
+    """One append-only, HMAC-chained record of an administrative change (qmsflow/engine/adminlog.py)."""
+
+    __tablename__ = "admin_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. user.create, unit.set_parent, calendar.apply
+    object_kind: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JsonData)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JsonData)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AdminLogHead(Base):
+    """The admin log's chain head and length, one row for the installation, so a deleted last row is noticed."""
+
+    __tablename__ = "admin_log_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    length: Mapped[int] = mapped_column(Integer)
+    head: Mapped[str] = mapped_column(String(64))
+
+
 __all__ = [
     "expire_after_savepoint_rollback",
     "keep_in_step",
+    "AdminLogEntry",
+    "AdminLogHead",
     "Base",
     "Case",
     "Contact",
     "EmailMessage",
+    "EvidenceUpload",
     "HistoryEntry",
     "InboxItem",
     "Meta",

@@ -11,8 +11,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from . import history
+from . import adminlog, history
 from .models import Case, Meta, Timer
+from .permissions import SYSTEM, Actor
 from .runtime import Runtime
 from .timers import replan
 
@@ -36,8 +37,8 @@ def stored_fingerprint(session: Session) -> str | None:
     return session.scalar(select(Meta.value).where(Meta.key == FINGERPRINT_KEY)) or None
 
 
-def apply_calendar(session: Session, rt: Runtime) -> list[MovedDeadline]:
-    """Re-plan every pending timer on the runtime's calendar, note each move in its case history."""
+def apply_calendar(session: Session, rt: Runtime, *, actor: Actor) -> list[MovedDeadline]:
+    """Re-plan every pending timer on the runtime's calendar, note each move in its case history; logged."""
     pending = select(Timer.case_id).where(Timer.status == "pending")
     keys = {
         cid: (name, version)
@@ -58,15 +59,20 @@ def apply_calendar(session: Session, rt: Runtime) -> list[MovedDeadline]:
         out.append(MovedDeadline(timer.id, timer.case_id, timer.name, old, new))
     meta = session.get(Meta, FINGERPRINT_KEY)
     fingerprint = rt.calendar.overrides.fingerprint()
+    previous = meta.value if meta is not None and meta.value else None
     if meta is None:
         session.add(Meta(key=FINGERPRINT_KEY, value=fingerprint))
     else:
         meta.value = fingerprint
     session.flush()
+    adminlog.record(
+        session, rt.history_key, actor, at=now, action="calendar.apply", object_kind="calendar", object_id="overrides",
+        before={"fingerprint": previous}, after={"fingerprint": fingerprint, "deadlines_moved": len(out)},
+    )
     return out
 
 
-def apply_calendar_if_changed(session: Session, rt: Runtime) -> list[MovedDeadline] | None:
+def apply_calendar_if_changed(session: Session, rt: Runtime, *, actor: Actor = SYSTEM) -> list[MovedDeadline] | None:
     """Re-plan only if the overrides differ from those the timers were planned with; None if they do not.
 
     The stored fingerprint is locked first, so schedulers starting together re-plan once. On a new
@@ -79,7 +85,7 @@ def apply_calendar_if_changed(session: Session, rt: Runtime) -> list[MovedDeadli
     meta = session.scalar(select(Meta).where(Meta.key == FINGERPRINT_KEY).with_for_update())
     if meta is not None and meta.value == rt.calendar.overrides.fingerprint():
         return None
-    return apply_calendar(session, rt)
+    return apply_calendar(session, rt, actor=actor)
 
 
 __all__ = ["MovedDeadline", "apply_calendar", "apply_calendar_if_changed", "stored_fingerprint"]

@@ -1,7 +1,8 @@
 """APScheduler drives the sweep; it never holds the truth (timers are rows). The only APScheduler import.
 
 Jobs: the sweep with outbox routing and email sending, every ``interval_seconds`` (one run at a time,
-missed runs coalesced), and the daily digest at ``digest_time`` Vietnam time. Any number of these
+missed runs coalesced), the daily digest at ``digest_time`` Vietnam time, and, given an evidence
+store, an hourly purge of expired staged uploads. Any number of these
 may run against PostgreSQL; on SQLite they queue on the database write lock.
 """
 
@@ -21,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .clock import LOCAL_TZ, SystemClock
 from .db import Database
+from .evidence import EvidenceStore, PurgeReport, purge_expired
 from .notifications import Mailer, MailSettings, queue_digests, route, send_pending
 from .runtime import Runtime
 from .sweep import SweepReport, sweep
@@ -56,6 +58,7 @@ class SchedulerService:
     digest_time: str = "07:30"
     worker: str = field(default_factory=worker_name)
     exit_when_idle: bool = False
+    evidence: EvidenceStore | None = None
     cycles: int = 0
     _scheduler: BaseScheduler | None = None
 
@@ -78,6 +81,21 @@ class SchedulerService:
         """Queue the morning digest emails."""
         return queue_digests(self.db, self.rt.clock.now(), self.mail, self.rt.language)
 
+    def run_purge(self) -> PurgeReport | None:
+        """Purge expired staged evidence uploads, one bounded batch per transaction; None without a store."""
+        if self.evidence is None:
+            return None
+        total = PurgeReport(0, 0)
+        while True:
+            with self.db.write() as session:
+                report = purge_expired(session, self.evidence, self.rt.clock.now(), limit=self.batch_size)
+            total = PurgeReport(total.uploads + report.uploads, total.files + report.files)
+            if report.uploads < self.batch_size:
+                break
+        if total.uploads:
+            log.info("%s: purged %s expired uploads, %s files", self.worker, total.uploads, total.files)
+        return total
+
     def _configure(self, scheduler: BaseScheduler) -> BaseScheduler:
         hour, minute = (int(x) for x in self.digest_time.split(":"))
         time(hour, minute)  # refuse a malformed digest time at start, not at 07:30
@@ -89,6 +107,11 @@ class SchedulerService:
             self.run_digest, CronTrigger(hour=hour, minute=minute, timezone=LOCAL_TZ), id="digest",
             max_instances=1, coalesce=True, misfire_grace_time=3600,
         )
+        if self.evidence is not None:
+            scheduler.add_job(
+                self.run_purge, IntervalTrigger(hours=1, timezone=LOCAL_TZ), id="evidence_purge",
+                max_instances=1, coalesce=True,
+            )
         self._scheduler = scheduler
         return scheduler
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from . import adminlog
 from .definitions import Target
 from .errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from .models import Contact, Unit, UnitParent
+from .runtime import Runtime
+
+if TYPE_CHECKING:  # permissions imports this module
+    from .permissions import Actor
 
 
 class UnitKind(StrEnum):
@@ -42,8 +48,10 @@ def create_unit(
     parent: Unit | None = None,
     is_lead: bool = False,
     valid_to: date | None = None,
+    rt: Runtime,
+    actor: Actor,
 ) -> Unit:
-    """Register a unit; its code must not be used by another unit in an overlapping period."""
+    """Register a unit; its code must not be used by another unit in an overlapping period. Logged."""
     problems = []
     code = (code or "").strip()
     name = (name or "").strip()
@@ -70,12 +78,35 @@ def create_unit(
     session.add(unit)
     session.flush()
     if parent is not None:
-        set_parent(session, unit, parent, valid_from)
+        _link_parent(session, unit, parent, valid_from)
+    after = {**_unit_state(unit), "parent_id": parent.id if parent else None}
+    adminlog.record(
+        session, rt.history_key, actor, at=rt.clock.now(), action="unit.create", object_kind="unit", object_id=unit.id,
+        before=None, after=after,
+    )
     return unit
 
 
-def set_parent(session: Session, unit: Unit, parent: Unit, on: date) -> UnitParent:
-    """Make ``parent`` supervise ``unit`` from ``on``; the previous link ends that day."""
+def _unit_state(unit: Unit) -> dict[str, Any]:
+    return {
+        "code": unit.code, "name": unit.name, "kind": unit.kind, "is_lead": unit.is_lead,
+        "valid_from": unit.valid_from.isoformat(), "valid_to": unit.valid_to.isoformat() if unit.valid_to else None,
+    }
+
+
+def set_parent(session: Session, unit: Unit, parent: Unit, on: date, *, rt: Runtime, actor: Actor) -> UnitParent:
+    """Make ``parent`` supervise ``unit`` from ``on``; the previous link ends that day. Logged."""
+    current = session.scalar(select(UnitParent).where(UnitParent.unit_id == unit.id, UnitParent.valid_to.is_(None)))
+    before = {"parent_id": current.parent_id, "valid_from": current.valid_from.isoformat()} if current else None
+    link = _link_parent(session, unit, parent, on)
+    adminlog.record(
+        session, rt.history_key, actor, at=rt.clock.now(), action="unit.set_parent", object_kind="unit", object_id=unit.id,
+        before=before, after={"parent_id": parent.id, "valid_from": on.isoformat()},
+    )
+    return link
+
+
+def _link_parent(session: Session, unit: Unit, parent: Unit, on: date) -> UnitParent:
     if parent.id == unit.id or unit.id in ancestor_ids(session, parent.id, on):
         raise ValidationFailed([FieldProblem("parent", "a unit cannot be under itself")])
     current = session.scalar(
@@ -92,9 +123,10 @@ def set_parent(session: Session, unit: Unit, parent: Unit, on: date) -> UnitPare
 
 
 def set_contact(
-    session: Session, unit: Unit, role: str, name: str, email: str | None = None, phone: str | None = None
+    session: Session, unit: Unit, role: str, name: str, email: str | None = None, phone: str | None = None,
+    *, rt: Runtime, actor: Actor,
 ) -> Contact:
-    """Set the unit's head or ISO officer."""
+    """Set the unit's head or ISO officer. Logged when it changes anything."""
     if role not in {"head", "iso_officer"}:
         raise ValidationFailed([FieldProblem("role", "must be head or iso_officer")])
     if not name.strip():
@@ -102,12 +134,19 @@ def set_contact(
     if email and "@" not in email:
         raise ValidationFailed([FieldProblem("email", f"{email!r} is not an email address")])
     contact = session.scalar(select(Contact).where(Contact.unit_id == unit.id, Contact.role == role))
+    before = {"name": contact.name, "email": contact.email, "phone": contact.phone} if contact else None
     if contact is None:
         contact = Contact(unit_id=unit.id, role=role, name=name.strip(), email=email, phone=phone)
         session.add(contact)
     else:
         contact.name, contact.email, contact.phone = name.strip(), email, phone
     session.flush()
+    after = {"name": contact.name, "email": contact.email, "phone": contact.phone}
+    if adminlog.changed(before, after):
+        adminlog.record(
+            session, rt.history_key, actor, at=rt.clock.now(), action="contact.set", object_kind="contact",
+            object_id=f"{unit.id}:{role}", before=before, after=after,
+        )
     return contact
 
 

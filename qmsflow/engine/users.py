@@ -10,9 +10,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import adminlog
 from .definitions import Role
 from .errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from .models import Unit, User
+from .permissions import Actor
+from .runtime import Runtime
 
 USER_ROLES = (Role.ADMIN, Role.LEAD, Role.SUPERVISOR, Role.UNIT_OFFICER, Role.VIEWER)
 SCOPED_ROLES = (Role.SUPERVISOR, Role.UNIT_OFFICER)
@@ -30,8 +33,10 @@ def create_user(
     full_name: str = "",
     email: str | None = None,
     password: str | None = None,
+    rt: Runtime,
+    actor: Actor,
 ) -> User:
-    """Create a user; supervisors and unit officers need a unit, the others may have one."""
+    """Create a user; supervisors and unit officers need a unit, the others may have one. Logged."""
     problems = []
     if not _USERNAME.match(username or ""):
         problems.append(FieldProblem("username", "2-64 characters: lower-case letters, digits, . _ -"))
@@ -59,7 +64,19 @@ def create_user(
     )
     session.add(user)
     session.flush()
+    adminlog.record(
+        session, rt.history_key, actor, at=now, action="user.create", object_kind="user", object_id=user.id,
+        before=None, after=_user_state(user),
+    )
     return user
+
+
+def _user_state(user: User) -> dict[str, object]:
+    # never the hash: only whether a password is set
+    return {
+        "username": user.username, "full_name": user.full_name, "email": user.email, "role": user.role,
+        "unit_id": user.unit_id, "active": user.active, "password": "set" if user.password_hash else None,
+    }
 
 
 def user_by_name(session: Session, username: str) -> User:

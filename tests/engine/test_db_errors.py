@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from qmsflow.engine import Conflict, Database, DatabaseBusy, DatabaseUnavailable, make_engine
+from qmsflow.engine import SYSTEM, Conflict, Database, DatabaseBusy, DatabaseUnavailable, Runtime, make_engine
 from qmsflow.engine.models import Unit, User
 from qmsflow.engine.units import UnitKind, create_unit
 from tests.conftest import local
@@ -62,9 +62,9 @@ def test_sqlite_busy_at_begin_immediate_is_database_busy_and_the_database_recove
     db.dispose()
 
 
-def test_postgresql_lock_timeout_is_database_busy(pg_db: Database) -> None:
+def test_postgresql_lock_timeout_is_database_busy(pg_db: Database, rt: Runtime) -> None:
     with pg_db.write() as session:
-        create_unit(session, code="X", name="X", kind=UnitKind.DEPARTMENT.value, valid_from=date(2025, 7, 1))
+        create_unit(session, code="X", name="X", kind=UnitKind.DEPARTMENT.value, valid_from=date(2025, 7, 1), rt=rt, actor=SYSTEM)
     holder = pg_db.engine.connect()
     holder.execute(text("SELECT id FROM units FOR UPDATE"))  # holds the row lock in an open transaction
     try:

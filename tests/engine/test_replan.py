@@ -7,7 +7,7 @@ from datetime import date
 
 from sqlalchemy import select
 
-from qmsflow.engine import CalendarOverrides, Database, Runtime, WorkingCalendar, open_case
+from qmsflow.engine import SYSTEM, CalendarOverrides, Database, Runtime, WorkingCalendar, open_case
 from qmsflow.engine.cases import pending_timers
 from qmsflow.engine.models import Case, HistoryEntry, Timer
 from qmsflow.engine.replanning import apply_calendar, apply_calendar_if_changed, stored_fingerprint
@@ -16,7 +16,7 @@ from tests.conftest import Province
 
 def test_an_extra_day_off_moves_the_deadlines_that_span_it(db: Database, rt: Runtime, province: Province) -> None:
     with db.write() as session:
-        apply_calendar(session, rt)  # record the fingerprint the first timers are planned with
+        apply_calendar(session, rt, actor=SYSTEM)  # record the fingerprint the first timers are planned with
         case = open_case(session, rt, province.actors["lead"], province.units["SNV"], "qms_lifecycle")
         (timer,) = pending_timers(session, case)
         before = timer.due_date  # 30 working days from Mon 5 Jan 2026, across Tết
@@ -28,7 +28,7 @@ def test_an_extra_day_off_moves_the_deadlines_that_span_it(db: Database, rt: Run
     )
     changed = Runtime(registry=rt.registry, calendar=WorkingCalendar(extra), clock=rt.clock, history_key=rt.history_key)
     with db.write() as session:
-        moved = apply_calendar(session, changed)
+        moved = apply_calendar(session, changed, actor=SYSTEM)
     assert [(m.timer_id, m.old_due, m.new_due) for m in moved] == [(timer_id, before, date(2026, 2, 24))]
 
     with db.read() as session:
@@ -39,7 +39,7 @@ def test_an_extra_day_off_moves_the_deadlines_that_span_it(db: Database, rt: Run
         assert session.get(Case, case_id).version == 1  # a moved deadline is not a transition
 
     with db.write() as session:
-        assert apply_calendar(session, changed) == []  # nothing more moves the second time
+        assert apply_calendar(session, changed, actor=SYSTEM) == []  # nothing more moves the second time
 
 
 def test_a_replan_keeps_each_timer_on_the_same_next_step(db: Database, rt: Runtime, province: Province) -> None:
@@ -51,7 +51,7 @@ def test_a_replan_keeps_each_timer_on_the_same_next_step(db: Database, rt: Runti
 
     minutes = {"inspection_decision": "1/QĐ", "minutes_number": "2/BB", "minutes_signed_on": "2026-01-05", "findings": "x"}
     with db.write() as session:
-        apply_calendar(session, rt)
+        apply_calendar(session, rt, actor=SYSTEM)
         case = open_case(session, rt, province.actors["lead"], province.units["THPT-TNH"], "corrective_action", minutes)
         (timer,) = pending_timers(session, case)
         timer_id = timer.id
@@ -63,7 +63,7 @@ def test_a_replan_keeps_each_timer_on_the_same_next_step(db: Database, rt: Runti
     extra = CalendarOverrides.from_mapping({2026: {"days_off": ["2026-03-05", "2026-03-06"]}})
     changed = Runtime(registry=rt.registry, calendar=WorkingCalendar(extra), clock=rt.clock, history_key=rt.history_key)
     with db.write() as session:
-        (moved,) = apply_calendar(session, changed)
+        (moved,) = apply_calendar(session, changed, actor=SYSTEM)
     assert (moved.old_due, moved.new_due) == (date(2026, 3, 5), date(2026, 3, 9))
     definition = rt.registry.get("corrective_action", 1)
     spec, ladder = definition.timer_spec("open.report_due"), definition.ladder("open.report_due")

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import func, select
 
-from qmsflow.engine import Database, FixedClock, Runtime, open_case
+from qmsflow.engine import SYSTEM, Database, FixedClock, Runtime, open_case
 from qmsflow.engine import sweep as sweep_module
 from qmsflow.engine.history import verify_all
 from qmsflow.engine.models import Case, HistoryEntry, InboxItem, Notification, Timer, TimerFiring, User
@@ -112,7 +112,7 @@ def test_a_level_whose_body_is_the_same_as_the_previous_is_skipped(
 ) -> None:
     with db.write() as session:
         branch = create_unit(session, code="CCTDC", name="Chi cục Tiêu chuẩn Đo lường Chất lượng", kind=UnitKind.BRANCH.value,
-                             valid_from=date(2025, 7, 1), parent=session.merge(province.units["SKHCN"]))
+                             valid_from=date(2025, 7, 1), parent=session.merge(province.units["SKHCN"]), rt=rt, actor=SYSTEM)
         case_id = open_case(session, rt, province.actors["lead"], branch, "qms_lifecycle").id
     report = sweep(db, rt, local(date(2026, 6, 1)))
     ladder = [(f.level, f.outcome, f.detail) for f in report.fired if f.kind == "escalation"]
