@@ -44,12 +44,12 @@ def open_database(settings: Settings, application_name: str = "qmsflow") -> Data
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     """Load definitions and the calendar and return the runtime services share."""
-    settings.require("history_key")
+    keyring = settings.keyring()
     return Runtime(
         registry=Registry.from_directory(settings.workflows_dir),
         calendar=WorkingCalendar(settings.calendar_overrides()),
         clock=clock or SystemClock(),
-        history_key=settings.history_key.encode("utf-8"),
+        history_key=keyring,
         language=settings.default_language,
     )
 

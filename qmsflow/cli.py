@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ import click
 from sqlalchemy import select
 
 from . import bootstrap
-from .config import Settings, ensure_instance, load_settings
+from .config import Settings, ensure_instance, load_settings, write_keyring
 from .engine import cases, history
 from .engine.clock import LOCAL_TZ, Clock, FixedClock, SystemClock, local_date
 from .engine.db import Database
@@ -34,6 +36,7 @@ from .engine.errors import (
     StaleVersion,
     ValidationFailed,
 )
+from .engine.keys import HistoryKey, register_keys, rotate
 from .engine.models import Case, HistoryEntry, Timer, Unit
 from .engine.notifications import MailSettings, SmtpMailer, route
 from .engine.permissions import Actor
@@ -115,7 +118,14 @@ def _app(ctx: click.Context) -> App:
 def _initialise(app: App) -> None:
     app.settings = ensure_instance(app.settings)
     bootstrap.upgrade(app.db)
+    _register_history_keys(app)
     _replan_if_calendar_changed(app)
+
+
+def _register_history_keys(app: App) -> None:
+    """Record new keys' check values; refuse to start with a key that is not the one recorded."""
+    with app.db.write() as session:
+        register_keys(session, app.rt.keyring, app.clock.now())
 
 
 def _replan_if_calendar_changed(app: App) -> None:
@@ -384,13 +394,39 @@ def audit_verify(ctx: click.Context) -> None:
     """Verify every case's history chain with the history key; exit 1 on any finding."""
     app = _app(ctx)
     with engine_errors(), app.db.read() as session:
-        checked, rows, findings = history.verify_all(session, app.rt.history_key)
+        checked, rows, findings = history.verify_all(session, app.rt.keyring)
     for finding in findings:
         click.echo(str(finding), err=True)
     if findings:
         click.echo(f"{len(findings)} problems in {checked} cases ({rows} rows)", err=True)
         sys.exit(1)
     click.echo(f"ok: {checked} cases, {rows} history rows verified")
+
+
+@audit.command("rotate-key")
+@click.pass_context
+def audit_rotate_key(ctx: click.Context) -> None:
+    """Generate a new current history key into the instance file and retire the old one, recorded."""
+    app = _app(ctx)
+    overridden = [n for n in ("QMSFLOW_HISTORY_KEY", "QMSFLOW_HISTORY_KEY_ID", "QMSFLOW_HISTORY_RETIRED_KEYS") if n in os.environ]
+    with engine_errors():
+        if overridden:
+            raise ConfigurationError(
+                f"{', '.join(overridden)} set in the environment would override the rotated keyring in "
+                f"{app.settings.instance_path / 'qmsflow.toml'}: unset them, rotate, then set them from the file"
+            )
+        old = app.rt.keyring
+        now = app.clock.now()
+        new = old.rotated(HistoryKey(old.next_key_id(), secrets.token_hex(32).encode("utf-8")), now)
+        # The file first: if recording fails, the next `qmsflow init` records the keyring the file holds;
+        # the other way round a crash would retire the old key in the database and lose the new one.
+        app.settings = write_keyring(app.settings, new)
+        with app.db.write() as session:
+            rotate(session, old, now, new.current.secret)
+    click.echo(
+        f"history key {new.current.key_id!r} now signs new rows; key {old.current.key_id!r} retired at "
+        f"{now.isoformat()} (verifies earlier rows only). Restart every qmsflow process."
+    )
 
 
 # --------------------------------------------------------------------------------------- calendar
@@ -534,6 +570,7 @@ def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, in
     if now_text:
         app.clock = FixedClock(_parse_instant(now_text))
     with engine_errors():
+        _register_history_keys(app)
         _replan_if_calendar_changed(app)
         service = _service(app, exit_when_idle=exit_when_idle)
         if interval:
@@ -559,6 +596,7 @@ def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
         app.settings = ensure_instance(app.settings)
         web = create_app(settings=app.settings, db=app.db, runtime=app.rt)
         service = None
+        _register_history_keys(app)
         if app.settings.scheduler.embedded and not no_scheduler:
             _replan_if_calendar_changed(app)
             # One scheduler for the process; waitress serves with threads, never forks workers.
