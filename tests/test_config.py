@@ -87,3 +87,11 @@ def test_the_keyring_is_set_by_environment_variables(tmp_path: Path) -> None:
     assert (ring.current.key_id, ring.current.secret) == ("2", b"new")
     (old,) = ring.retired
     assert (old.key_id, old.secret, old.retired_at and old.retired_at.isoformat()) == ("1", b"old", "2026-12-01T10:00:00+00:00")
+
+
+def test_a_secret_generated_after_a_rotation_stays_a_top_level_setting(tmp_path: Path) -> None:
+    # Regression: init appended missing secrets at the end, inside the [history] table rotate-key writes.
+    (tmp_path / "qmsflow.toml").write_text('history_key = "k2"\n\n[history]\nkey_id = "2"\nretired_keys = ""\n')
+    ensure_instance(load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)}))
+    again = load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)})
+    assert len(again.secret_key) == 64 and again.history_key == "k2" and again.history.key_id == "2"
