@@ -13,8 +13,11 @@ import hmac
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .errors import ConfigurationError
@@ -151,8 +154,22 @@ def wrong_keys(keyring: Keyring, stored: dict[str, HistoryKeyRecord]) -> list[st
     ]
 
 
+def _insert_missing(session: Session, keyring: Keyring, now: datetime) -> None:
+    """Insert the keyring's unrecorded keys; a key another process records at the same time is kept."""
+    rows = [
+        {"key_id": k.key_id, "check_value": k.check_value(), "created_at": now, "retired_at": k.retired_at}
+        for k in (keyring.current, *keyring.retired)
+    ]
+    table = cast(Table, HistoryKeyRecord.__table__)
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # Schedulers starting together all register key 1: the first wins, the rest are checked below.
+    session.execute(insert(table).on_conflict_do_nothing(index_elements=["key_id"]), rows)
+
+
 def register_keys(session: Session, keyring: Keyring, now: datetime) -> None:
     """Record keys not yet known and their retirements; refuse a key that is not the one recorded."""
+    _insert_missing(session, keyring, now)
+    session.expire_all()
     stored = stored_keys(session)
     wrong = wrong_keys(keyring, stored)
     if wrong:
@@ -163,11 +180,9 @@ def register_keys(session: Session, keyring: Keyring, now: datetime) -> None:
     current = stored.get(keyring.current.key_id)
     if current is not None and current.retired_at is not None:
         raise HistoryKeyRetired(current.key_id, current.retired_at)
-    for key in (keyring.current, *keyring.retired):
-        record = stored.get(key.key_id)
-        if record is None:
-            session.add(HistoryKeyRecord(key_id=key.key_id, check_value=key.check_value(), created_at=now, retired_at=key.retired_at))
-        elif record.retired_at is None and key.retired_at is not None:
+    for key in keyring.retired:
+        record = stored[key.key_id]
+        if record.retired_at is None and key.retired_at is not None:
             record.retired_at = key.retired_at
     session.flush()
 
