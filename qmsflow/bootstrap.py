@@ -146,12 +146,12 @@ def build_runtime(
     settings: Settings, clock: Clock | None = None, *, registry: Registry | None = None, calendar: WorkingCalendar | None = None
 ) -> Runtime:
     """Load definitions and the calendar and return the runtime services share."""
-    settings.require("history_key")
+    keyring = settings.keyring()
     return Runtime(
         registry=registry or build_registry(settings),
         calendar=calendar or build_calendar(settings),
         clock=clock or SystemClock(),
-        history_key=settings.history_key.encode("utf-8"),
+        history_key=keyring,
         language=settings.default_language,
     )
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -238,7 +239,16 @@ def _initialise(app: App) -> None:
 
     app.settings = ensure_instance(app.settings)
     bootstrap.upgrade(app.create_db())
+    _register_history_keys(app)
     _replan_if_calendar_changed(app)
+
+
+def _register_history_keys(app: App) -> None:
+    """Record new keys' check values; refuse to start with a key that is not the one recorded."""
+    from .engine.keys import register_keys
+
+    with app.db.write() as session:
+        register_keys(session, app.rt.keyring, app.now_clock().now())
 
 
 def _replan_if_calendar_changed(app: App) -> None:
@@ -662,9 +672,9 @@ def audit_verify(ctx: click.Context) -> None:
 
     app = _app(ctx)
     with engine_errors(), app.db.read() as session:
-        checked, rows, findings = history.verify_all(session, app.rt.history_key)
+        checked, rows, findings = history.verify_all(session, app.rt.keyring)
         files, file_findings = evidence.verify_files(session, bootstrap.evidence_store(app.settings))
-        logged, log_findings = adminlog.verify(session, app.rt.history_key)
+        logged, log_findings = adminlog.verify(session, app.rt.keyring)
     problems = [str(f) for f in (*findings, *file_findings, *log_findings)]
     for problem in problems:
         click.echo(problem, err=True)
@@ -672,6 +682,36 @@ def audit_verify(ctx: click.Context) -> None:
         click.echo(f"{len(problems)} problems in {checked} cases ({rows} rows, {files} evidence files, {logged} admin log rows)", err=True)
         sys.exit(1)
     click.echo(f"ok: {checked} cases, {rows} history rows, {files} evidence files, {logged} admin log rows verified")
+
+
+@audit.command("rotate-key")
+@click.pass_context
+def audit_rotate_key(ctx: click.Context) -> None:
+    """Generate a new current history key into the instance file and retire the old one, recorded."""
+    from .config import write_keyring
+    from .engine.errors import ConfigurationError
+    from .engine.keys import HistoryKey, rotate
+
+    app = _app(ctx)
+    overridden = [n for n in ("QMSFLOW_HISTORY_KEY", "QMSFLOW_HISTORY_KEY_ID", "QMSFLOW_HISTORY_RETIRED_KEYS") if n in os.environ]
+    with engine_errors():
+        if overridden:
+            raise ConfigurationError(
+                f"{', '.join(overridden)} set in the environment would override the rotated keyring in "
+                f"{app.settings.instance_path / 'qmsflow.toml'}: unset them, rotate, then set them from the file"
+            )
+        old = app.rt.keyring
+        now = app.now_clock().now()
+        new = old.rotated(HistoryKey(old.next_key_id(), secrets.token_hex(32).encode("utf-8")), now)
+        # The file first: if recording fails, the next `qmsflow init` records the keyring the file holds;
+        # the other way round a crash would retire the old key in the database and lose the new one.
+        app.settings = write_keyring(app.settings, new)
+        with app.db.write() as session:
+            rotate(session, old, now, new.current.secret)
+    click.echo(
+        f"history key {new.current.key_id!r} now signs new rows; key {old.current.key_id!r} retired at "
+        f"{now.isoformat()} (verifies earlier rows only). Restart every qmsflow process."
+    )
 
 
 # --------------------------------------------------------------------------------------- calendar
@@ -869,6 +909,7 @@ def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, in
     _fixed_clock(app, now_text, None)
     with engine_errors():
         _ = app.db  # refuse a missing or outdated database before anything else
+        _register_history_keys(app)
         _replan_if_calendar_changed(app)
         service = _service(app, exit_when_idle=exit_when_idle)
         if interval:
@@ -902,6 +943,7 @@ def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
         except OSError as exc:
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port or --host") from None
         service = None
+        _register_history_keys(app)
         if app.settings.scheduler.embedded and not no_scheduler:
             _replan_if_calendar_changed(app)
             # One scheduler for the process; waitress serves with threads, never forks workers.

@@ -274,7 +274,9 @@ def allow_another_open_case(session: Session, unit: Unit) -> None:
     """Let ``unit`` take one more open case: its open cases give up their open key, as duplicates from
     before migration 0003 do. For tests that need many open lifecycles on a few units (load, digests).
     """
-    session.execute(update(Case).where(Case.unit_id == unit.id, Case.closed_at.is_(None)).values(open_key=None))
+    session.execute(
+        update(Case).where(Case.unit_id == unit.id, Case.closed_at.is_(None), Case.open_key.is_not(None)).values(open_key=None)
+    )
 
 
 # ------------------------------------------------------------------------------------ the summary

@@ -150,3 +150,35 @@ def test_a_changed_calendar_file_is_applied_when_a_scheduler_starts(db: Database
     assert "pending deadlines re-planned" in started.output
     assert "report_due               due 2026-12-16" in run("timers", "list").output
     assert run("audit", "verify").exit_code == 0
+
+
+def test_rotate_key_writes_a_new_current_key_and_the_chain_still_verifies(db: Database, tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    env = {"QMSFLOW_INSTANCE_PATH": str(instance), "QMSFLOW_DATABASE_URL": db.engine.url.render_as_string(hide_password=False)}
+
+    def run(*args: str, extra: dict[str, str] | None = None) -> Result:
+        return CliRunner().invoke(main, list(args), env={**env, **(extra or {})}, catch_exceptions=False)
+
+    assert run("demo").exit_code == 0
+    before = (instance / "qmsflow.toml").read_text()
+    refused = run("audit", "rotate-key", extra={"QMSFLOW_HISTORY_KEY": "from-env"})
+    assert refused.exit_code == 10 and "QMSFLOW_HISTORY_KEY" in refused.output
+    rotated = run("audit", "rotate-key")
+    assert rotated.exit_code == 0, rotated.output
+    assert "history key '2' now signs new rows; key '1' retired" in rotated.output
+    after = (instance / "qmsflow.toml").read_text()
+    assert after != before and 'key_id = "2"' in after and "retired_keys = \"1=" in after
+    assert "secret_key" in after  # the rest of the file is kept
+    verified = run("audit", "verify")
+    assert verified.exit_code == 0 and "ok: 12 cases" in verified.output, verified.output
+    listed = json.loads(run("cases", "list", "--as", "stp.iso", "--json").output)
+    ok = run("cases", "advance", str(listed[0]["id"]), "establish_committee", "--as", "stp.iso",
+             "--data", "committee_decision_number=70/QĐ-STP", "--data", "committee_decided_on=2026-06-05")
+    assert ok.exit_code == 0, ok.output
+    assert run("audit", "verify").exit_code == 0
+    # The old file's key is the wrong key for key id 2 now: refused at start, named by verify.
+    (instance / "qmsflow.toml").write_text(after.replace(after.split('history_key = "')[1].split('"')[0], "f" * 64))
+    wrong = run("audit", "verify")
+    assert wrong.exit_code == 1 and "history key '2': this is not the key that wrote the chain" in wrong.output
+    assert "edited" not in wrong.output
+    assert run("init").exit_code == 10

@@ -58,3 +58,40 @@ def test_a_broken_calendar_override_file_is_refused(tmp_path: Path) -> None:
     settings = load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path), "QMSFLOW_CALENDAR_FILE": str(bad)})
     with pytest.raises(ConfigurationError, match="calendar overrides"):
         settings.calendar_overrides()
+
+
+@pytest.mark.parametrize(
+    ("retired", "message"),
+    [
+        ("1=abc", "is not ID=KEY@RETIRED_AT"),
+        ("1=abc@yesterday", "'yesterday' is not an ISO instant"),
+        ("1=abc@2026-12-01T10:00:00", "needs a UTC offset"),
+        ("bad id!=abc@2026-12-01T10:00:00+00:00", "is not ID=KEY@RETIRED_AT|key id"),
+        ("7=k@2026-12-01T10:00:00+00:00", "the same key"),
+        ("7=a@2026-12-01T10:00:00+00:00 7=b@2026-12-02T10:00:00+00:00", "listed twice"),
+        ("2=a@2026-12-01T10:00:00+00:00", "listed twice"),
+    ],
+)
+def test_a_malformed_history_keyring_is_refused_naming_the_setting(tmp_path: Path, retired: str, message: str) -> None:
+    env = {"QMSFLOW_INSTANCE_PATH": str(tmp_path), "QMSFLOW_HISTORY_KEY": "k", "QMSFLOW_HISTORY_KEY_ID": "2",
+           "QMSFLOW_HISTORY_RETIRED_KEYS": retired}
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        load_settings(env)
+    assert "history" in str(caught.value).lower()
+
+
+def test_the_keyring_is_set_by_environment_variables(tmp_path: Path) -> None:
+    env = {"QMSFLOW_INSTANCE_PATH": str(tmp_path), "QMSFLOW_HISTORY_KEY": "new", "QMSFLOW_HISTORY_KEY_ID": "2",
+           "QMSFLOW_HISTORY_RETIRED_KEYS": "1=old@2026-12-01T17:00:00+07:00"}
+    ring = load_settings(env).keyring()
+    assert (ring.current.key_id, ring.current.secret) == ("2", b"new")
+    (old,) = ring.retired
+    assert (old.key_id, old.secret, old.retired_at and old.retired_at.isoformat()) == ("1", b"old", "2026-12-01T10:00:00+00:00")
+
+
+def test_a_secret_generated_after_a_rotation_stays_a_top_level_setting(tmp_path: Path) -> None:
+    # Regression: init appended missing secrets at the end, inside the [history] table rotate-key writes.
+    (tmp_path / "qmsflow.toml").write_text('history_key = "k2"\n\n[history]\nkey_id = "2"\nretired_keys = ""\n')
+    ensure_instance(load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)}))
+    again = load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)})
+    assert len(again.secret_key) == 64 and again.history_key == "k2" and again.history.key_id == "2"

@@ -21,7 +21,7 @@ from transitions.core import EventData
 from qmsflow.engine.clock import local_date
 from qmsflow.engine.db import Database, make_engine
 from qmsflow.engine.fields import clean_fields
-from qmsflow.engine.history import row_hash
+from qmsflow.engine.history import CURRENT_FORM, row_hash
 from qmsflow.engine.models import Case, HistoryEntry, Obligation, Timer
 from qmsflow.engine.runtime import Runtime
 
@@ -111,8 +111,10 @@ class NaiveLifecycle:
             "actor": ev.kwargs["actor"], "data": recorded,
         }
         seq = case.history_length + 1
-        digest = row_hash(self.rt.history_key, case.id, seq, fields, case.history_head)
-        session.add(HistoryEntry(case_id=case.id, seq=seq, prev_hash=case.history_head, hash=digest, **fields))
+        key = self.rt.keyring.current  # signed as the engine signs (history.CURRENT_FORM), so the heads compare
+        digest = row_hash(key.secret, case.id, seq, fields, case.history_head, key.key_id)
+        session.add(HistoryEntry(case_id=case.id, seq=seq, prev_hash=case.history_head, hash=digest, key_id=key.key_id,
+                                 form=CURRENT_FORM, **fields))
         case.history_head, case.history_length = digest, seq
         for name, ob in self.definition.spec.obligations.items():
             if ev.event.name in ob.fulfilled_by and session.scalar(

@@ -18,7 +18,8 @@ from typing import Any
 from qmsflow.engine.calendar import deadline_instant
 from qmsflow.engine.clock import local_date
 from qmsflow.engine.definitions import Definition
-from qmsflow.engine.history import row_hash
+from qmsflow.engine.history import CURRENT_FORM, row_hash
+from qmsflow.engine.keys import Keyring, as_keyring
 from qmsflow.engine.runtime import Runtime
 from qmsflow.engine.timers import plan_steps, resolve_start
 
@@ -67,10 +68,11 @@ def naive_utc(at: datetime) -> datetime:
 class RawWriter:
     """Issues the transition's SQL on one bare DB-API connection; the caller begins and commits."""
 
-    def __init__(self, conn: Any, backend: str, key: bytes) -> None:
+    def __init__(self, conn: Any, backend: str, keyring: Keyring | bytes) -> None:
         self.conn = conn
         self.sqlite = backend == "sqlite"
-        self.key = key
+        # Sign as the engine does (history.CURRENT_FORM, the current key's id), so the heads compare.
+        self.key = as_keyring(keyring).current
         mark = "?" if self.sqlite else "%s"
         lock = "" if self.sqlite else " FOR UPDATE"
         self.sql_case = f"SELECT id, state, version, data, history_head, history_length FROM cases WHERE id = {mark}{lock}"
@@ -79,8 +81,8 @@ class RawWriter:
             f"history_length={mark} WHERE id = {mark}"
         )
         self.sql_history = (
-            "INSERT INTO history (case_id, seq, at, kind, event, from_state, to_state, actor, data, prev_hash, hash) "
-            f"VALUES ({', '.join([mark] * 11)})"
+            "INSERT INTO history (case_id, seq, at, kind, event, from_state, to_state, actor, data, prev_hash, hash, "
+            f"key_id, form) VALUES ({', '.join([mark] * 13)})"
         )
         self.sql_obligation = (
             f"SELECT id, cycle FROM obligations WHERE case_id = {mark} AND name = {mark} AND status = 'open' ORDER BY id LIMIT 1"
@@ -136,13 +138,14 @@ class RawWriter:
             "actor": actor,
             "data": step.recorded,
         }
-        digest = row_hash(self.key, case_id, seq, fields, head)
+        digest = row_hash(self.key.secret, case_id, seq, fields, head, self.key.key_id)
         at = self._dt(step.at)
         execute = self.conn.execute
         execute(self.sql_update, (step.to_state, version + 1, self._json(merged), at, digest, seq, case_id))
         execute(
             self.sql_history,
-            (case_id, seq, at, "transition", step.event, from_state, step.to_state, actor, self._json(step.recorded), head, digest),
+            (case_id, seq, at, "transition", step.event, from_state, step.to_state, actor, self._json(step.recorded), head, digest,
+             self.key.key_id, CURRENT_FORM),
         )
         for name in step.fulfils:
             if execute(self.sql_obligation, (case_id, name)).fetchone() is not None:

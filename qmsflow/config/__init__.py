@@ -14,6 +14,7 @@ from ruamel.yaml import YAML
 
 from ..engine.calendar import CalendarOverrides
 from ..engine.errors import ConfigurationError
+from ..engine.keys import HistoryKey, Keyring, format_retired_keys, parse_retired_keys
 
 CONFIG_DIR = Path(__file__).parent
 DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
@@ -57,6 +58,15 @@ class EvidenceSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """The history keyring besides the current key (``history_key``): its id and the retired keys."""
+
+    key_id: str = "1"
+    # "ID=KEY@RETIRED_AT ..." (QMSFLOW_HISTORY_RETIRED_KEYS); written by `qmsflow audit rotate-key`.
+    retired_keys: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting qmsflow reads, resolved once at start."""
 
@@ -71,6 +81,16 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+
+    def keyring(self) -> Keyring:
+        """Return the history keyring; raise ConfigurationError naming the setting that is wrong."""
+        self.require("history_key")
+        retired = parse_retired_keys(self.history.retired_keys, "QMSFLOW_HISTORY_RETIRED_KEYS ([history] retired_keys)")
+        try:
+            return Keyring(HistoryKey(self.history.key_id, self.history_key.encode("utf-8")), retired)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"history keyring (history_key, [history] key_id, retired_keys): {exc}") from None
 
     def require(self, *names: str) -> Settings:
         """Fail loudly if any of ``names`` is empty; return self so calls chain."""
@@ -150,7 +170,7 @@ def load_settings(
     database_url = raw["database_url"] or f"sqlite:///{(instance / 'qmsflow.sqlite3').resolve()}"
     from ..workflows import DIRECTORY as WORKFLOWS_DIR
 
-    return Settings(
+    settings = Settings(
         instance_path=instance,
         database_url=database_url,
         history_key=raw["history_key"],
@@ -162,6 +182,64 @@ def load_settings(
         scheduler=SchedulerSettings(**raw["scheduler"]),
         smtp=SmtpSettings(**raw["smtp"]),
         evidence=EvidenceSettings(**raw["evidence"]),
+        history=HistorySettings(**raw["history"]),
+    )
+    if settings.history_key:
+        settings.keyring()  # a malformed keyring fails at start, naming the setting
+    return settings
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_keyring(settings: Settings, keyring: Keyring) -> Settings:
+    """Write the keyring into the instance file (replacing its history key lines); return fresh settings.
+
+    The file is rewritten line by line so other settings and comments stay; the result is parsed
+    back and compared before it replaces the old file, atomically.
+    """
+    path = settings.instance_path / INSTANCE_FILE
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    top = [f"history_key = {_toml_string(keyring.current.secret.decode('utf-8'))}"]
+    section = [
+        f"key_id = {_toml_string(keyring.current.key_id)}",
+        f"retired_keys = {_toml_string(format_retired_keys(keyring.retired))}",
+    ]
+    out: list[str] = []
+    table: str | None = None
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("["):
+            if table is None:
+                out.extend(top)
+                top = []
+            table = stripped.strip("[] ")
+            out.append(line)
+            if table == "history":
+                out.extend(section)
+                section = []
+            continue
+        name = stripped.partition("=")[0].strip()
+        if (table is None and name == "history_key") or (table == "history" and name in ("key_id", "retired_keys")):
+            continue
+        out.append(line)
+    out.extend(top)
+    if section:
+        out.extend(["", "[history]", *section])
+    text = "\n".join(out) + "\n"
+    parsed = tomllib.loads(text)
+    expected = (keyring.current.secret.decode("utf-8"), keyring.current.key_id, format_retired_keys(keyring.retired))
+    if (parsed.get("history_key"), parsed["history"]["key_id"], parsed["history"]["retired_keys"]) != expected:
+        raise ConfigurationError(f"{path}: could not write the history keyring")  # pragma: no cover
+    temporary = path.with_suffix(".toml.new")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+    return replace(
+        settings,
+        history_key=expected[0],
+        history=HistorySettings(key_id=expected[1], retired_keys=expected[2]),
     )
 
 
@@ -180,9 +258,25 @@ def ensure_instance(settings: Settings) -> Settings:
     if lines:
         existing = path.read_text(encoding="utf-8") if path.exists() else ""
         header = "" if existing else "# Generated by `qmsflow init`. Keep it secret; back it up with the database.\n"
-        path.write_text(header + existing + "\n".join(lines) + "\n", encoding="utf-8")
+        # Top-level keys go before the first [table] (rotate-key may have added [history]): after
+        # it they would belong to that table.
+        old = existing.splitlines(keepends=True)
+        at = next((i for i, line in enumerate(old) if line.lstrip().startswith("[")), len(old))
+        if at == len(old) and old and not old[-1].endswith("\n"):
+            old[-1] += "\n"
+        text = "".join(old[:at]) + "\n".join(lines) + "\n" + "".join(old[at:])
+        path.write_text(header + text, encoding="utf-8")
         path.chmod(0o600)
     return settings
 
 
-__all__ = ["EvidenceSettings", "Settings", "SchedulerSettings", "SmtpSettings", "ensure_instance", "load_settings"]
+__all__ = [
+    "EvidenceSettings",
+    "HistorySettings",
+    "Settings",
+    "SchedulerSettings",
+    "SmtpSettings",
+    "ensure_instance",
+    "load_settings",
+    "write_keyring",
+]

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .history import check_plain
+from .keys import Keyring, as_keyring
 from .models import AdminLogEntry, AdminLogHead
 
 if TYPE_CHECKING:  # permissions imports units, which writes here
@@ -79,7 +80,7 @@ def _locked_head(session: Session) -> AdminLogHead:
 
 def record(
     session: Session,
-    key: bytes,
+    key: Keyring | bytes,
     actor: Actor,
     *,
     at: datetime,
@@ -103,7 +104,8 @@ def record(
     check_plain(fields["after"], "after")
     head = _locked_head(session)
     seq = head.length + 1
-    entry = AdminLogEntry(seq=seq, prev_hash=head.head, hash=row_hash(key, seq, fields, head.head), **fields)
+    signing = as_keyring(key).current.secret
+    entry = AdminLogEntry(seq=seq, prev_hash=head.head, hash=row_hash(signing, seq, fields, head.head), **fields)
     session.add(entry)
     head.length, head.head = seq, entry.hash
     session.flush()
@@ -133,8 +135,13 @@ def _fields(row: AdminLogEntry) -> dict[str, Any]:
     }
 
 
-def verify(session: Session, key: bytes, batch: int = 1000) -> tuple[int, list[AdminLogFinding]]:
-    """Check the whole chain: numbering, links, each row's HMAC, and the head row; return (rows, findings)."""
+def verify(session: Session, key: Keyring | bytes, batch: int = 1000) -> tuple[int, list[AdminLogFinding]]:
+    """Check the whole chain: numbering, links, each row's HMAC, and the head row; return (rows, findings).
+
+    The rows do not name their key yet (the history's rows do, qmsflow/engine/keys.py): a row is
+    taken as signed when a key of the keyring that was not yet retired at the row's instant matches.
+    """
+    ring = as_keyring(key)
     findings: list[AdminLogFinding] = []
     prev, expected, count, last_seq = "", 1, 0, 0
     while True:
@@ -147,7 +154,11 @@ def verify(session: Session, key: bytes, batch: int = 1000) -> tuple[int, list[A
             if row.prev_hash != prev:
                 findings.append(AdminLogFinding(row.seq, "does not chain to the row before it"))
             fields = _fields(row)
-            if not hmac.compare_digest(row.hash, row_hash(key, row.seq, fields, row.prev_hash)):
+            if not any(
+                hmac.compare_digest(row.hash, row_hash(k.secret, row.seq, fields, row.prev_hash))
+                for k in (ring.current, *ring.retired)
+                if k.retired_at is None or row.at < k.retired_at
+            ):
                 if row.hash == hashlib.sha256(canonical_bytes(row.seq, fields, row.prev_hash)).hexdigest():
                     findings.append(AdminLogFinding(row.seq, "hash recomputed without the key"))
                 else:

@@ -266,9 +266,11 @@ def _advance(
     recorded = {**clean, **event_spec.set}
     merged = {**case.data, **recorded}
     guard = definition.guards.get(event)
-    if guard is not None and not guard.evaluate(merged):
+    outcome = guard.outcome(merged) if guard is not None else None
+    if guard is not None and outcome is not None and not outcome.holds:
         message = event_spec.guard_message.get(rt.language) if event_spec.guard_message else guard.source
-        raise GuardFailed(case.id, event, [FieldProblem("guard", message)])
+        undecided = [FieldProblem(name, "missing: the guard cannot be decided without it") for name in outcome.missing]
+        raise GuardFailed(case.id, event, [FieldProblem("guard", message), *undecided])
     to_state = compiled.fire(case.state, event, merged)
     if to_state is None:
         raise GuardFailed(case.id, event, [FieldProblem("branches", "no branch condition holds")])

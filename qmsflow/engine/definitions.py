@@ -13,6 +13,7 @@ non-interrupting boundary timer event whose working-day length and ladder ride i
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
 from .calendar import LengthUnit
-from .conditions import Condition, parse_condition
+from .conditions import Condition, literal_values, parse_condition
 from .errors import ConditionError, DefinitionError, DefinitionProblem
 
 NAME_RE = r"^[a-z][a-z0-9_]*$"
@@ -413,6 +414,25 @@ class _Locator:
         return line
 
 
+def _literal_misfit(field_type: str, choices: tuple[str, ...], value: object) -> str | None:
+    """Why ``value`` cannot be a value of a field of ``field_type``, or None if it can."""
+    if field_type == "integer":
+        return None if isinstance(value, int) and not isinstance(value, bool) else "the field is an integer"
+    if field_type == "boolean":
+        return None if isinstance(value, bool) else "the field is a boolean (true or false)"
+    if not isinstance(value, str):
+        return f"the field is {'a date' if field_type == 'date' else 'text'}"
+    if field_type == "date":
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            return "the field is a date, written 'YYYY-MM-DD'"
+        return None if len(value) == 10 else "the field is a date, written 'YYYY-MM-DD'"
+    if field_type == "choice" and value not in choices:
+        return f"the field is one of {list(choices)}"
+    return None
+
+
 class _Compiler:
     """Runs the semantic checks and derives transitions, guards and ladders."""
 
@@ -509,7 +529,34 @@ class _Compiler:
         unknown = condition.fields() - known_fields
         if unknown:
             self.problem(loc, f"condition reads unknown field(s) {sorted(unknown)}")
+            return condition
+        types = self._field_types()
+        for name, _op, other in condition.comparisons():
+            declared = types.get(name, [])
+            other_field = other.attr if isinstance(other, ast.Attribute) and isinstance(other.value, ast.Name) else None
+            if other_field is not None:
+                theirs = types.get(other_field, [])
+                if declared and theirs and not {t for t, _ in declared} & {t for t, _ in theirs}:
+                    self.problem(loc, f"condition compares {name!r} ({declared[0][0]}) with {other_field!r} ({theirs[0][0]})")
+                continue
+            for value in literal_values(other):
+                if declared and all(_literal_misfit(t, c, value) for t, c in declared):
+                    self.problem(loc, f"condition compares {name!r} with {value!r}: {_literal_misfit(*declared[0], value)}")
         return condition
+
+    def _field_types(self) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+        """Each field's declared (type, choices), from every event and the start form; ``set`` infers."""
+        types: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        specs = [self.spec.start_fields, *(e.fields for e in self.spec.events.values())]
+        for fields in specs:
+            for name, field_spec in fields.items():
+                types.setdefault(name, []).append((field_spec.type, tuple(field_spec.choices or ())))
+        for event in self.spec.events.values():
+            for name, value in event.set.items():
+                inferred = "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else "string"
+                if value is not None:
+                    types.setdefault(name, []).append((inferred, ()))
+        return types
 
     def _event(
         self, name: str, event: EventSpec, known_fields: set[str], guards: dict[str, Condition]

@@ -4,6 +4,10 @@ The canonical form does not depend on the database: JSON with sorted keys and no
 ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC, and no floats anywhere (a float's text differs between
 backends and drivers, so case data holds integers, strings, booleans and nulls only). The chain head
 and length are kept on the case row, so a deleted last row is noticed too.
+
+The form is versioned: form 1 (rows written before keys had ids) has no key id; form 2 adds the
+form number and the signing key's id inside the HMAC'd bytes, so a row cannot be moved to another
+key's name. The row's ``form`` and ``key_id`` columns say how to rebuild the bytes (keys.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from .keys import HistoryKey, Keyring, as_keyring, stored_keys, wrong_keys
 from .models import Case, HistoryEntry, keep_in_step
+
+CURRENT_FORM = 2
 
 _INSERT = insert(cast(Table, HistoryEntry.__table__))
 _CASES = cast(Table, Case.__table__)
@@ -50,9 +57,11 @@ def check_plain(value: Any, path: str = "data") -> None:
     raise TypeError(f"{path}: {type(value).__name__} cannot be stored in history")
 
 
-def canonical_bytes(case_id: int, seq: int, entry: Mapping[str, Any], prev_hash: str) -> bytes:
-    """Return the canonical serialization of one history row and the hash it chains to."""
-    payload = {
+def canonical_bytes(
+    case_id: int, seq: int, entry: Mapping[str, Any], prev_hash: str, key_id: str | None = None
+) -> bytes:
+    """Return the canonical serialization of one row: form 2 with ``key_id``, form 1 without."""
+    payload: dict[str, Any] = {
         "case": case_id,
         "seq": seq,
         "at": canonical_instant(entry["at"]),
@@ -64,16 +73,30 @@ def canonical_bytes(case_id: int, seq: int, entry: Mapping[str, Any], prev_hash:
         "data": entry.get("data") or {},
         "prev": prev_hash,
     }
+    if key_id is not None:
+        payload["v"] = CURRENT_FORM
+        payload["key"] = key_id
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def row_hash(key: bytes, case_id: int, seq: int, entry: Mapping[str, Any], prev_hash: str) -> str:
-    """Return the HMAC-SHA256 of a row under ``key``."""
-    return hmac.new(key, canonical_bytes(case_id, seq, entry, prev_hash), hashlib.sha256).hexdigest()
+def row_hash(
+    key: bytes, case_id: int, seq: int, entry: Mapping[str, Any], prev_hash: str, key_id: str | None = None
+) -> str:
+    """Return the HMAC-SHA256 of a row under ``key`` (form 2 when ``key_id`` is given)."""
+    return hmac.new(key, canonical_bytes(case_id, seq, entry, prev_hash, key_id), hashlib.sha256).hexdigest()
+
+
+Signer = Keyring | HistoryKey | bytes
+
+
+def _signing_key(key: Signer, at: datetime) -> HistoryKey:
+    signer = key if isinstance(key, HistoryKey) else as_keyring(key).current
+    signer.require_can_sign(at)
+    return signer
 
 
 def _next_row(
-    key: bytes,
+    key: Signer,
     case: Case,
     at: datetime,
     kind: str,
@@ -96,13 +119,17 @@ def _next_row(
         "actor": actor,
         "data": payload,
     }
-    digest = row_hash(key, case.id, seq, fields, case.history_head)
-    return {"case_id": case.id, "seq": seq, "prev_hash": case.history_head, "hash": digest, **fields}
+    signer = _signing_key(key, at)
+    digest = row_hash(signer.secret, case.id, seq, fields, case.history_head, signer.key_id)
+    return {
+        "case_id": case.id, "seq": seq, "prev_hash": case.history_head, "hash": digest,
+        "key_id": signer.key_id, "form": CURRENT_FORM, **fields,
+    }
 
 
 def append(
     session: Session,
-    key: bytes,
+    key: Signer,
     case: Case,
     *,
     at: datetime,
@@ -142,7 +169,7 @@ class HistoryBatch:
     rows: list[dict[str, Any]] = field(default_factory=list)
     heads: dict[int, dict[str, Any]] = field(default_factory=dict)
 
-    def append(self, key: bytes, case: Case, *, at: datetime, kind: str, actor: str, data: Mapping[str, Any] | None = None) -> str:
+    def append(self, key: Signer, case: Case, *, at: datetime, kind: str, actor: str, data: Mapping[str, Any] | None = None) -> str:
         """Stage one row on the case's chain and return the new head."""
         row = _next_row(key, case, at, kind, actor, None, None, None, data)
         self.rows.append(row)
@@ -174,19 +201,77 @@ def _entry_fields(row: HistoryEntry) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class AuditFinding:
-    """One problem ``verify`` found: the case, the row (by its sequence number) and what is wrong."""
+    """One problem ``verify`` found: the case (0: none), the row (by its sequence number), or a key."""
 
     case_id: int
     seq: int | None
     problem: str
+    key_id: str | None = None
 
     def __str__(self) -> str:
+        if self.key_id is not None:
+            return f"history key {self.key_id!r}: {self.problem}"
         where = f"case {self.case_id}" + (f" row {self.seq}" if self.seq is not None else "")
         return f"{where}: {self.problem}"
 
 
-def verify_case(key: bytes, case: Case, rows: list[HistoryEntry]) -> list[AuditFinding]:
+@dataclass
+class _Keys:
+    """What verify knows about keys: the keyring, keys not to trust, retirements, and key findings."""
+
+    ring: Keyring
+    wrong: set[str] = field(default_factory=set)
+    retired_at: dict[str, datetime] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # rows not checked, by key id
+    unknown: dict[str, int] = field(default_factory=dict)  # rows of keys not in the keyring
+
+    @classmethod
+    def load(cls, session: Session, key: Keyring | bytes) -> _Keys:
+        ring = as_keyring(key)
+        stored = stored_keys(session)
+        retired = {k.key_id: k.retired_at for k in ring.retired if k.retired_at is not None}
+        # The recorded retirement wins: it was written when the key was retired, the setting later.
+        retired.update({r.key_id: r.retired_at for r in stored.values() if r.retired_at is not None})
+        return cls(ring, set(wrong_keys(ring, stored)), retired)
+
+    def findings(self) -> list[AuditFinding]:
+        out = [
+            AuditFinding(0, None, f"this is not the key that wrote the chain ({n} rows not checked); "
+                                  "its check value differs from the recorded one", key_id)
+            for key_id, n in sorted(self.skipped.items())
+        ]
+        out += [
+            AuditFinding(0, None, f"{n} rows are signed by this key, which is not in the keyring", key_id)
+            for key_id, n in sorted(self.unknown.items())
+        ]
+        return out
+
+
+def _check_row_hash(keys: _Keys, case: Case, row: HistoryEntry, fields: dict[str, Any]) -> AuditFinding | None:
+    if row.form not in (1, CURRENT_FORM):
+        return AuditFinding(case.id, row.seq, f"canonical form {row.form} is unknown to this version")
+    key = keys.ring.get(row.key_id)
+    if key is None:
+        keys.unknown[row.key_id] = keys.unknown.get(row.key_id, 0) + 1
+        return None
+    if row.key_id in keys.wrong:
+        keys.skipped[row.key_id] = keys.skipped.get(row.key_id, 0) + 1
+        return None
+    key_id = row.key_id if row.form >= 2 else None
+    if not hmac.compare_digest(row.hash, row_hash(key.secret, case.id, row.seq, fields, row.prev_hash, key_id)):
+        plain = hashlib.sha256(canonical_bytes(case.id, row.seq, fields, row.prev_hash, key_id)).hexdigest()
+        if row.hash == plain:
+            return AuditFinding(case.id, row.seq, "hash recomputed without the history key")
+        return AuditFinding(case.id, row.seq, "content does not match its hash (edited)")
+    retired_at = keys.retired_at.get(row.key_id)
+    if retired_at is not None and row.at >= retired_at:
+        return AuditFinding(case.id, row.seq, f"signed by key {row.key_id!r} after its retirement at {retired_at.isoformat()}")
+    return None
+
+
+def verify_case(key: Keyring | bytes | _Keys, case: Case, rows: list[HistoryEntry]) -> list[AuditFinding]:
     """Check one case's chain: each row's HMAC, the links, the numbering, head and length on the case."""
+    keys = key if isinstance(key, _Keys) else _Keys(as_keyring(key))
     findings: list[AuditFinding] = []
     prev = ""
     expected_seq = 1
@@ -197,13 +282,9 @@ def verify_case(key: bytes, case: Case, rows: list[HistoryEntry]) -> list[AuditF
             )
         if row.prev_hash != prev:
             findings.append(AuditFinding(case.id, row.seq, "does not chain to the row before it"))
-        fields = _entry_fields(row)
-        if not hmac.compare_digest(row.hash, row_hash(key, case.id, row.seq, fields, row.prev_hash)):
-            plain = hashlib.sha256(canonical_bytes(case.id, row.seq, fields, row.prev_hash)).hexdigest()
-            if row.hash == plain:
-                findings.append(AuditFinding(case.id, row.seq, "hash recomputed without the history key"))
-            else:
-                findings.append(AuditFinding(case.id, row.seq, "content does not match its hash (edited)"))
+        problem = _check_row_hash(keys, case, row, _entry_fields(row))
+        if problem is not None:
+            findings.append(problem)
         prev = row.hash
         expected_seq = row.seq + 1
     if case.history_length != len(rows) or (rows and rows[-1].seq != case.history_length):
@@ -251,25 +332,29 @@ def iter_cases_with_history(session: Session, batch: int = 500) -> Iterator[tupl
         session.expunge_all()
 
 
-def verify_all(session: Session, key: bytes) -> tuple[int, int, list[AuditFinding]]:
-    """Verify every chain; return (cases checked, rows checked, findings)."""
+def verify_all(session: Session, key: Keyring | bytes) -> tuple[int, int, list[AuditFinding]]:
+    """Verify every chain under the keyring; return (cases checked, rows checked, findings)."""
+    keys = _Keys.load(session, key)
     findings: list[AuditFinding] = []
     cases = rows_checked = 0
     for case, rows in iter_cases_with_history(session):
         cases += 1
         rows_checked += len(rows)
-        findings.extend(verify_case(key, case, rows))
+        findings.extend(verify_case(keys, case, rows))
     orphans = session.scalar(
         select(func.count()).select_from(HistoryEntry).where(~HistoryEntry.case_id.in_(select(Case.id)))
     )
     if orphans:
         findings.append(AuditFinding(0, None, f"{orphans} history rows belong to no case (case deleted)"))
+    findings.extend(keys.findings())
     return cases, rows_checked, findings
 
 
 __all__ = [
+    "CURRENT_FORM",
     "AuditFinding",
     "HistoryBatch",
+    "Signer",
     "append",
     "canonical_bytes",
     "canonical_instant",

@@ -214,6 +214,21 @@ class HistoryEntry(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JsonData, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # The key that signed the row and the canonical form it signed (history.canonical_bytes):
+    # rows written before keys had ids are form 1 under key "1" (migration 0004).
+    key_id: Mapped[str] = mapped_column(String(32), server_default="1")
+    form: Mapped[int] = mapped_column(Integer, server_default="1")
+
+
+class HistoryKeyRecord(Base):
+    """A history key as the database knows it: its id, a check value (never the key) and its life."""
+
+    __tablename__ = "history_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    check_value: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Obligation(Base):
@@ -413,6 +428,7 @@ __all__ = [
     "EmailMessage",
     "EvidenceUpload",
     "HistoryEntry",
+    "HistoryKeyRecord",
     "InboxItem",
     "Meta",
     "Notification",

@@ -147,6 +147,16 @@ def sweep(
         if connection.execute(_ANY_DUE, {"now": now}).first() is None:
             return report
     firing = _Firing(rt, now, worker, report)
+    with db.translated():  # a busy or unavailable database is the engine's typed error, as for db.write()
+        _sweep_batches(db, firing, now, batch_size, dry_run, max_batches, previewed)
+    report.failed_cases = sorted(firing.failed)
+    return report
+
+
+def _sweep_batches(
+    db: Database, firing: _Firing, now: datetime, batch_size: int, dry_run: bool, max_batches: int | None, previewed: set[int]
+) -> None:
+    report = firing.report
     while max_batches is None or report.batches < max_batches:
         session = db.write_factory()
         try:
@@ -167,8 +177,6 @@ def sweep(
             session.close()
         if len(claimed) < batch_size:
             break
-    report.failed_cases = sorted(firing.failed)
-    return report
 
 
 def _claim(session: Session, now: datetime, batch_size: int, failed: set[int], is_sqlite: bool) -> list[Case]:

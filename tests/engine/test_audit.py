@@ -74,7 +74,7 @@ def test_a_chain_recomputed_without_the_key_is_reported(db: Database, case_id: i
             fields = {"at": row.at, "kind": row.kind, "event": row.event, "from_state": row.from_state,
                       "to_state": row.to_state, "actor": row.actor, "data": row.data}
             row.prev_hash = prev
-            row.hash = hashlib.sha256(canonical_bytes(case_id, row.seq, fields, prev)).hexdigest()
+            row.hash = hashlib.sha256(canonical_bytes(case_id, row.seq, fields, prev, row.key_id)).hexdigest()
             prev = row.hash
         session.get(Case, case_id).history_head = prev
     problems = _problems(db)

@@ -53,16 +53,26 @@ def test_a_missing_field_reads_as_null() -> None:
     assert not holds("data.committee_decision_number != null")
 
 
-def test_ordering_against_null_is_false_not_an_error() -> None:
+def test_ordering_against_a_missing_field_is_unknown_and_so_is_its_negation() -> None:
+    # Regression: "not (data.n > 0)" held while "data.n <= 0" did not, with n missing.
     assert not holds("data.procedure_count > 0")
     assert not holds("data.procedure_count <= 0")
     assert not holds("data.procedure_count > 0", procedure_count=None)
-    assert holds("not (data.procedure_count > 0)")
+    assert not holds("not (data.procedure_count > 0)")
+    assert parse_condition("not (data.procedure_count > 0)").outcome({}) == (None, ("procedure_count",))
 
 
-def test_ordering_mixed_types_is_false_not_an_error() -> None:
+def test_ordering_mixed_types_in_the_data_is_false_not_an_error() -> None:
     assert not holds("data.count > 0", count="many")
-    assert not holds("data.count in 5", count=1)
+
+
+def test_in_takes_a_list_literal_so_text_is_never_matched_as_a_substring() -> None:
+    # Regression: "'ccep' in data.decision" held for decision "accepted".
+    with pytest.raises(ConditionError, match="list literal on its right"):
+        parse_condition("'ccep' in data.decision")
+    with pytest.raises(ConditionError, match="list literal on its right"):
+        parse_condition("data.count in 5")
+    assert not holds("data.decision in ['ccep']", decision="accepted")
 
 
 def test_chained_comparisons_hold_only_when_every_link_holds() -> None:

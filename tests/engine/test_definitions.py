@@ -39,6 +39,8 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "negative_shared_ladder_offset": ("ladders.standard.1.after", "greater than or equal to 0"),
     "condition_calls_function": ("events.finish.guard", "condition rejected: function calls are not allowed"),
     "guard_reads_unknown_field": ("events.finish.guard", "unknown field(s) ['redy']"),
+    "guard_literal_of_the_wrong_type": ("events.finish.guard", "compares 'count' with '0': the field is an integer"),
+    "guard_in_without_a_list": ("events.finish.guard", "'in' takes a list literal on its right"),
     "unknown_key": ("states.done.colour", "Extra inputs are not permitted"),
     "unknown_ladder": ("states.draft.timers.draft_due.escalation", "unknown ladder 'standrad'"),
     "on_due_event_not_for_system": ("states.draft.timers.draft_due.on_due", "must allow role 'system'"),
@@ -240,3 +242,56 @@ def test_timers_get_their_ladder_whether_shared_or_inline() -> None:
         "provincial_pc",
     ]
     assert [lv.after for lv in definition.ladder("reported.review_due")] == [0, 10]
+
+
+START_APPLYING_GUARD = (
+    '"data.committee_decision_number != null and data.documents_issued_on != null and data.procedure_count > 0"'
+)
+
+
+@pytest.mark.parametrize(
+    ("guard", "message"),
+    [
+        ("data.procedure_count > '0'", "compares 'procedure_count' with '0': the field is an integer"),
+        ("data.procedure_count in [1, 'two']", "compares 'procedure_count' with 'two': the field is an integer"),
+        ("data.procedure_count == true", "compares 'procedure_count' with True: the field is an integer"),
+        ("data.documents_issued_on >= '2026-13-01'", "the field is a date, written 'YYYY-MM-DD'"),
+        ("data.documents_issued_on >= 20260101", "the field is a date"),
+        ("data.committee_decision_number == 7", "the field is text"),
+        ("data.procedure_count > data.documents_issued_on", "compares 'procedure_count' (integer) with 'documents_issued_on' (date)"),
+        ("data.overdue == 'no'", "the field is a boolean"),
+    ],
+)
+def test_a_literal_of_the_wrong_type_for_its_field_is_refused_at_load(guard: str, message: str) -> None:
+    text = (WORKFLOWS / "qms_lifecycle.v1.yaml").read_text(encoding="utf-8")
+    assert START_APPLYING_GUARD in text
+    changed = text.replace(START_APPLYING_GUARD, f'"{guard}"')
+    line = next(n for n, t in enumerate(changed.splitlines(), 1) if guard in t)
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(changed, "qms_lifecycle.v1.yaml")
+    assert [(p.file, p.line, p.key) for p in caught.value.problems] == [("qms_lifecycle.v1.yaml", line, "events.start_applying.guard")]
+    assert message in caught.value.problems[0].message
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        "data.procedure_count > -1",
+        "data.documents_issued_on >= '2026-01-01'",
+        "data.overdue == false and data.committee_decision_number != null",
+        "data.procedure_count in [1, 2]",
+    ],
+)
+def test_a_literal_of_the_fields_type_loads(guard: str) -> None:
+    text = (WORKFLOWS / "qms_lifecycle.v1.yaml").read_text(encoding="utf-8")
+    parse_definition(text.replace(START_APPLYING_GUARD, f'"{guard}"'), "qms_lifecycle.v1.yaml")
+
+
+def test_a_branch_compares_a_choice_field_with_its_choices_only() -> None:
+    text = (WORKFLOWS / "corrective_action.v1.yaml").read_text(encoding="utf-8")
+    changed = text.replace("data.decision == 'accepted'", "data.decision == 'acepted'")
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(changed, "corrective_action.v1.yaml")
+    (problem,) = caught.value.problems
+    assert problem.key == "events.review.branches.0.when"
+    assert "one of ['accepted', 'not_accepted']" in problem.message
