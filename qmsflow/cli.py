@@ -314,18 +314,22 @@ def users() -> None:
 @click.option("--email")
 @click.option("--full-name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read a password (10+ characters) from standard input.")
+@click.option("--as", "as_user", help="Act as this user (must administer users); default: the console operator.")
 @click.pass_context
 def users_create(
-    ctx: click.Context, username: str, role: str, unit_code: str | None, email: str | None, full_name: str, password_stdin: bool
+    ctx: click.Context, username: str, role: str, unit_code: str | None, email: str | None, full_name: str, password_stdin: bool,
+    as_user: str | None,
 ) -> None:
     """Create a user with a role, scoped to a unit where the role needs one."""
     from .engine.clock import local_date
+    from .engine.permissions import CONSOLE, AdminArea, require_admin
     from .engine.units import unit_by_code
     from .engine.users import create_user
 
     app = _app(ctx)
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     with engine_errors(), app.db.write() as session:
+        require_admin(_actor(session, as_user) if as_user else CONSOLE, AdminArea.USERS)
         now = app.now_clock().now()
         unit = unit_by_code(session, unit_code, local_date(now)) if unit_code else None
         user = create_user(
@@ -496,10 +500,10 @@ def cases_list(ctx: click.Context, as_user: str, workflow: str | None, state: st
 @click.pass_context
 def cases_show(ctx: click.Context, case_id: int, as_user: str) -> None:
     """Show a case: state, data, allowed events, timers, obligations and history."""
-    from sqlalchemy import select
-
     from .engine import cases
-    from .engine.models import HistoryEntry
+    from .engine.actions import allowed_events
+    from .engine.deadlines import case_deadlines
+    from .engine.timeline import case_timeline
 
     app = _app(ctx)
     lang = app.rt.language
@@ -514,18 +518,19 @@ def cases_show(ctx: click.Context, case_id: int, as_user: str) -> None:
             click.echo("data:")
             for k, v in sorted(case.data.items()):
                 click.echo(f"  {k} = {v}")
-        allowed = [
-            e for e in definition.events_from(case.state) if actor.role in definition.spec.events[e].roles
-        ]
+        allowed = [a.event if a.enabled else f"{a.event} (not yet: {a.reason})" for a in allowed_events(session, app.rt, actor, case)]
         click.echo(f"events you may fire: {', '.join(allowed) or '-'}")
-        for t in cases.pending_timers(session, case):
-            click.echo(f"timer  {t.name:<24} due {t.due_date} (passes {_local(t.due_at)}), next step at {_local(t.next_at)}")
+        for t in case_deadlines(session, app.rt, actor, case):
+            click.echo(
+                f"timer  {t.name:<24} due {t.due_date} (passes {_local(t.due_at)}), next step at {_local(t.next_at)}, "
+                f"{t.working_days_left} working days left{' LATE' if t.late else ''}"
+            )
         for ob in cases.open_obligations(session, case):
             click.echo(f"obligation {ob.name} (cycle {ob.cycle}) open since {_local(ob.opened_at)}")
         click.echo("history:")
-        for h in session.scalars(select(HistoryEntry).where(HistoryEntry.case_id == case.id).order_by(HistoryEntry.seq)):
+        for h in case_timeline(session, app.rt, actor, case.id):
             move = f"{h.from_state or ''} -> {h.to_state}" if h.to_state else ""
-            click.echo(f"  {h.seq:>3} {_local(h.at)} {h.actor:<14} {h.kind:<20} {h.event or '':<24} {move}")
+            click.echo(f"  {h.seq:>3} {_local(h.at)} {h.actor_name:<14} {h.kind:<20} {h.event or '':<24} {move}")
 
 
 @cases_group.command("open")
@@ -872,12 +877,12 @@ def timers() -> None:
 @click.option("--due-before", "due_before", help="Only timers whose next step is before this instant (ISO 8601).")
 @click.option("--due-within", "due_within", help="Only timers whose next step is within this span from now (30d, 2w, 12h).")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--as", "as_user", help="Act as this user (scope applies); default: the console operator.")
 @click.pass_context
-def timers_list(ctx: click.Context, due_before: str | None, due_within: str | None, limit: int) -> None:
+def timers_list(ctx: click.Context, due_before: str | None, due_within: str | None, limit: int, as_user: str | None) -> None:
     """List pending timers by their next step."""
-    from sqlalchemy import select
-
-    from .engine.models import Case, Timer, Unit
+    from .engine.deadlines import upcoming_deadlines
+    from .engine.permissions import CONSOLE
 
     app = _app(ctx)
     if due_before and due_within:
@@ -885,14 +890,11 @@ def timers_list(ctx: click.Context, due_before: str | None, due_within: str | No
     before = _parse_instant(due_before) if due_before else None
     if due_within:
         before = app.now_clock().now() + _parse_duration(due_within, "--due-within")
-    with app.db.read() as session:
-        query = select(Timer, Case, Unit).join(Case, Case.id == Timer.case_id).join(Unit, Unit.id == Case.unit_id)
-        query = query.where(Timer.status == "pending").order_by(Timer.next_at, Timer.id).limit(limit)
-        if before:
-            query = query.where(Timer.next_at < before)
-        for timer, case, unit in session.execute(query).tuples():
+    with engine_errors(), app.db.read() as session:
+        actor = _actor(session, as_user) if as_user else CONSOLE
+        for timer in upcoming_deadlines(session, app.rt, actor, due_before=before, limit=limit):
             click.echo(
-                f"timer {timer.id:<5} case #{case.id:<5} {unit.code:<9} {timer.name:<24} due {timer.due_date} "
+                f"timer {timer.timer_id:<5} case #{timer.case_id:<5} {timer.unit_code:<9} {timer.name:<24} due {timer.due_date} "
                 f"next step {timer.next_step} at {_local(timer.next_at)} level {timer.level}"
             )
 

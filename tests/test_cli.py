@@ -69,6 +69,9 @@ def test_a_user_advances_a_case_and_refusals_have_distinct_exit_codes(run) -> No
     assert bad_json.exit_code == 2
     shown = run("cases", "show", str(case["id"]), "--as", "tdc.lan")
     assert "70/QĐ-STP" in shown.output and "build_due" in shown.output
+    # the officer sees the guarded event with the guard's reason, and the history with full names
+    own = run("cases", "show", str(case["id"]), "--as", "stp.iso").output
+    assert "start_applying (not yet: Cần có quyết định" in own and "Đỗ Thị Ngọc" in own and "working days left" in own
 
 
 def test_users_create_checks_role_and_unit(run) -> None:  # type: ignore[no-untyped-def]
@@ -80,6 +83,9 @@ def test_users_create_checks_role_and_unit(run) -> None:  # type: ignore[no-unty
     assert run("users", "create", "snv.deputy", "--role", "viewer").exit_code == 8
     assert run("users", "create", "x.y", "--role", "unit_officer", "--unit", "NOPE").exit_code == 4
     assert "snv.deputy" in run("users", "list").output
+    # only an administrator creates users: the lead may not, even from the command line
+    assert run("users", "create", "by.lead", "--role", "viewer", "--as", "tdc.lan").exit_code == 3
+    assert run("users", "create", "by.admin", "--role", "viewer", "--as", "admin").exit_code == 0
 
 
 def test_audit_verify_fails_on_tampering(run, db: Database) -> None:  # type: ignore[no-untyped-def]
@@ -124,6 +130,8 @@ def test_tick_reports_what_fired_as_json_and_a_dry_run_fires_nothing(run) -> Non
     assert run("audit", "verify").exit_code == 0
     listed = run("timers", "list", "--due-before", "2027-01-31T00:00:00+07:00").output
     assert "report_due" in listed and "notice_due" in listed
+    own = run("timers", "list", "--as", "stp.iso").output  # scope applies to a user's list
+    assert own and all(" STP " in line for line in own.splitlines())
     assert run("tick", "--now", "2026-11-28T08:00:00").exit_code == 2  # an instant without offset is refused
 
 

@@ -26,7 +26,7 @@ from .definitions import Definition
 from .errors import Conflict, FieldProblem, GuardFailed, InvalidTransition, NotFound, NotPermitted, StaleVersion
 from .fields import clean_fields
 from .models import Case, Obligation, Timer, Unit
-from .permissions import Actor, Decision, decide, require, visible_unit_ids
+from .permissions import Actor, Decision, decide, require, scope_clause
 from .runtime import Runtime
 
 
@@ -64,11 +64,12 @@ def load_case_for_update(session: Session, case_id: int) -> Case:
 
 
 def get_case(session: Session, rt: Runtime, actor: Actor, case_id: int) -> Case:
-    """Return a case the actor may see; NotFound otherwise."""
-    case = session.get(Case, case_id)
+    """Return a case the actor may see; NotFound otherwise (one statement: the scope is in it)."""
+    case = session.scalar(
+        select(Case).where(Case.id == case_id, scope_clause(actor, local_date(rt.clock.now()), Case.unit_id))
+    )
     if case is None:
         raise NotFound("case", case_id)
-    require(session, actor, "view", case, on=local_date(rt.clock.now()))
     return case
 
 
@@ -84,9 +85,7 @@ def list_cases(
 ) -> list[Case]:
     """Return the cases the actor may see, newest first, filtered."""
     query = select(Case).order_by(Case.id.desc()).limit(limit)
-    visible = visible_unit_ids(session, actor, local_date(rt.clock.now()))
-    if visible is not None:
-        query = query.where(Case.unit_id.in_(visible))
+    query = query.where(scope_clause(actor, local_date(rt.clock.now()), Case.unit_id))
     if workflow:
         query = query.where(Case.workflow == workflow)
     if state:

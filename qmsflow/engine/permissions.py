@@ -2,20 +2,30 @@
 
 Every layer (CLI, web pages, JSON API, the sweep) asks here, so they cannot disagree. A case the
 actor may not see is reported as not found, never as forbidden, so scope does not leak.
+
+Scope is SQL: ``visible_units`` gives the units an actor sees on a day as a ``Scope`` whose
+``covers(column)`` is a condition lists, counts, searches, exports and the inbox put in their own
+statement (a recursive subquery over the effective-dated hierarchy, or ``true()`` province-wide),
+so a page of N cases costs one statement, not N checks. ``decide`` asks the same ``Scope``.
+
+Administration (users, tokens, webhooks, the calendar, units, contacts, imports, reorganisations)
+is decided here too, by ``may_administer`` / ``require_admin``, never by a role check in a view.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, false, literal, select, true
 from sqlalchemy.orm import Session
 
 from .definitions import Definition, Role
-from .errors import NotFound, NotPermitted
+from .errors import FieldProblem, NotFound, NotPermitted, ValidationFailed
 from .models import Case, User
-from .units import subtree_ids
+from .units import subtree_select
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,10 @@ class Actor:
 
 SYSTEM = Actor(username="system", role=Role.SYSTEM)
 
+# The operator at the server's command line: whoever runs ``qmsflow`` there holds the database
+# credentials and the history key, so nothing they could do through the engine is out of reach.
+CONSOLE = Actor(username="console", role=Role.ADMIN)
+
 
 class Decision(StrEnum):
     """The answer: allowed, or which error a refusal maps to."""
@@ -43,15 +57,69 @@ class Decision(StrEnum):
     NOT_PERMITTED = "not_permitted"
 
 
-def visible_unit_ids(session: Session, actor: Actor, on: date) -> set[int] | None:
-    """Return the ids of units the actor may see on ``on``; None means every unit."""
+@dataclass(frozen=True)
+class Scope:
+    """The units an actor sees on one day: every unit, no unit, exactly one unit, or a subquery's."""
+
+    everything: bool = False
+    unit_id: int | None = None
+    units: Select[tuple[int]] | None = None
+
+    def covers(self, unit_id: SQLColumnExpression[int]) -> ColumnElement[bool]:
+        """Return the SQL condition that ``unit_id`` (a column or expression) is in the scope."""
+        if self.everything:
+            return true()
+        if self.unit_id is not None:
+            return unit_id == self.unit_id
+        if self.units is not None:
+            return unit_id.in_(self.units)
+        return false()
+
+    def contains(self, session: Session, unit_id: int) -> bool:
+        """Return whether the scope holds ``unit_id``: at most one statement.
+
+        Fast path: a scope that is everything, nothing or one unit needs no database, because
+        ``covers`` of such a scope compares with constants only. Only a subtree asks the database,
+        with the same subquery the lists join (tests/engine/test_scope.py pins the two together).
+        """
+        if self.units is None:
+            return self.everything or self.unit_id == unit_id
+        return bool(session.scalar(select(self.covers(literal(unit_id)))))
+
+
+def visible_units(actor: Actor, on: date) -> Scope:
+    """Return the units ``actor`` may see on ``on``, as SQL to put in a statement (no query runs)."""
     if actor.role in (Role.ADMIN, Role.LEAD, Role.SYSTEM):
-        return None
+        return Scope(everything=True)
     if actor.unit_id is None:
-        return None if actor.role is Role.VIEWER else set()
+        return Scope(everything=actor.role is Role.VIEWER)
     if actor.role is Role.UNIT_OFFICER:
-        return {actor.unit_id}
-    return subtree_ids(session, actor.unit_id, on)
+        return Scope(unit_id=actor.unit_id)
+    return Scope(units=subtree_select(actor.unit_id, on))
+
+
+def scope_clause(actor: Actor, on: date, unit_id: SQLColumnExpression[int]) -> ColumnElement[bool]:
+    """Return the condition that ``unit_id`` is visible to ``actor`` on ``on`` (for a WHERE or a JOIN)."""
+    return visible_units(actor, on).covers(unit_id)
+
+
+def visible_unit_ids(session: Session, actor: Actor, on: date) -> set[int] | None:
+    """Deprecated: join ``scope_clause`` instead. Return the visible unit ids; None means every unit."""
+    warnings.warn("visible_unit_ids builds a Python set; join scope_clause instead", DeprecationWarning, stacklevel=2)
+    scope = visible_units(actor, on)
+    if scope.everything:
+        return None
+    if scope.units is None:
+        return {scope.unit_id} if scope.unit_id is not None else set()
+    return set(session.scalars(scope.units))
+
+
+def may_fire(actor: Actor, definition: Definition, event: str) -> bool:
+    """Return whether the actor's role may fire ``event`` (scope aside); an unknown event may be tried."""
+    if actor.role is Role.VIEWER:
+        return False
+    spec = definition.spec.events.get(event)
+    return spec is None or actor.role in spec.roles
 
 
 def decide(
@@ -69,8 +137,7 @@ def decide(
     For "fire", an event the definition does not know is allowed here (any non-viewer may try it);
     the engine then reports it as an invalid transition, after the version check.
     """
-    visible = visible_unit_ids(session, actor, on)
-    if visible is not None and unit_id not in visible:
+    if not visible_units(actor, on).contains(session, unit_id):
         return Decision.NOT_VISIBLE
     if action == "view":
         return Decision.ALLOWED
@@ -81,10 +148,7 @@ def decide(
     if action == "fire":
         if definition is None or event is None:
             raise ValueError("firing needs the definition and the event")
-        spec = definition.spec.events.get(event)
-        if spec is None:
-            return Decision.ALLOWED
-        return Decision.ALLOWED if actor.role in spec.roles else Decision.NOT_PERMITTED
+        return Decision.ALLOWED if may_fire(actor, definition, event) else Decision.NOT_PERMITTED
     raise ValueError(f"unknown action {action!r}")
 
 
@@ -107,4 +171,66 @@ def require(
         raise NotPermitted(actor.username, what, case.id)
 
 
-__all__ = ["SYSTEM", "Actor", "Decision", "decide", "require", "visible_unit_ids"]
+class AdminArea(StrEnum):
+    """What administration touches."""
+
+    USERS = "users"
+    TOKENS = "tokens"
+    WEBHOOKS = "webhooks"
+    CALENDAR = "calendar"
+    UNITS = "units"
+    CONTACTS = "contacts"
+    IMPORT = "import"
+    REORGANISATION = "reorganisation"
+
+
+# Accounts and the machinery (tokens, webhooks, the calendar every deadline counts on) are the
+# administrator's; the register of units and its changes are the lead unit's work as well.
+_ADMINISTERED_BY: dict[AdminArea, frozenset[Role]] = {
+    AdminArea.USERS: frozenset({Role.ADMIN}),
+    AdminArea.TOKENS: frozenset({Role.ADMIN}),
+    AdminArea.WEBHOOKS: frozenset({Role.ADMIN}),
+    AdminArea.CALENDAR: frozenset({Role.ADMIN}),
+    AdminArea.UNITS: frozenset({Role.ADMIN, Role.LEAD}),
+    AdminArea.CONTACTS: frozenset({Role.ADMIN, Role.LEAD}),
+    AdminArea.IMPORT: frozenset({Role.ADMIN, Role.LEAD}),
+    AdminArea.REORGANISATION: frozenset({Role.ADMIN, Role.LEAD}),
+}
+
+
+def _area(what: AdminArea | str) -> AdminArea:
+    try:
+        return AdminArea(what)
+    except ValueError:
+        raise ValidationFailed(
+            [FieldProblem("what", f"unknown administrative area {what!r}; one of {[a.value for a in AdminArea]}")]
+        ) from None
+
+
+def may_administer(actor: Actor, what: AdminArea | str) -> bool:
+    """Return whether ``actor`` may change ``what`` (users, tokens, webhooks, calendar, units, ...)."""
+    return actor.role in _ADMINISTERED_BY[_area(what)]
+
+
+def require_admin(actor: Actor, what: AdminArea | str) -> None:
+    """Raise NotPermitted unless ``actor`` may change ``what``."""
+    if not may_administer(actor, what):
+        raise NotPermitted(actor.username, f"administer {_area(what).value}")
+
+
+__all__ = [
+    "CONSOLE",
+    "SYSTEM",
+    "Actor",
+    "AdminArea",
+    "Decision",
+    "Scope",
+    "decide",
+    "may_administer",
+    "may_fire",
+    "require",
+    "require_admin",
+    "scope_clause",
+    "visible_unit_ids",
+    "visible_units",
+]

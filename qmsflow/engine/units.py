@@ -7,7 +7,7 @@ from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, literal, or_, select
 from sqlalchemy.orm import Session
 
 from . import adminlog
@@ -177,15 +177,22 @@ def ancestor_ids(session: Session, unit_id: int, on: date) -> list[int]:
     return chain
 
 
-def subtree_ids(session: Session, root_id: int, on: date) -> set[int]:
-    """Return the unit and every unit below it on ``on`` (a recursive query, one round trip)."""
-    links = select(UnitParent.unit_id).where(UnitParent.parent_id == root_id, _valid_on(UnitParent, on))
-    tree = links.cte("tree", recursive=True)
+def subtree_select(root_id: int, on: date) -> Select[tuple[int]]:
+    """Return a SELECT of the unit and every unit below it on ``on``, for use inside other statements.
+
+    A recursive CTE over the effective-dated links; UNION (not UNION ALL) stops at a cycle.
+    """
+    tree = select(literal(root_id).label("unit_id")).cte("scope_units", recursive=True)
     child = select(UnitParent.unit_id).join(tree, UnitParent.parent_id == tree.c.unit_id).where(
         _valid_on(UnitParent, on)
     )
     tree = tree.union(child)
-    return {root_id, *session.scalars(select(tree.c.unit_id))}
+    return select(tree.c.unit_id)
+
+
+def subtree_ids(session: Session, root_id: int, on: date) -> set[int]:
+    """Return the unit and every unit below it on ``on`` (a recursive query, one round trip)."""
+    return set(session.scalars(subtree_select(root_id, on)))
 
 
 def lead_unit(session: Session, on: date) -> Unit | None:
@@ -232,5 +239,6 @@ __all__ = [
     "set_contact",
     "set_parent",
     "subtree_ids",
+    "subtree_select",
     "unit_by_code",
 ]
