@@ -178,8 +178,12 @@ def test_an_unexpected_error_is_one_line_exit_70_and_debug_shows_the_traceback(r
 def test_a_driver_error_inside_a_command_is_translated(run: Runner, db: Database) -> None:
     with db.write() as session:  # a unique violation the services do not check for themselves
         session.execute(text("CREATE UNIQUE INDEX only_one_email ON users (email)"))
-    result = run("users", "create", "twin", "--role", "viewer", "--email", "tdc.lan@angiang.example")
-    assert result.exit_code == 8 and "already stored" in result.output
+    try:
+        result = run("users", "create", "twin", "--role", "viewer", "--email", "tdc.lan@angiang.example")
+        assert result.exit_code == 8 and "already stored" in result.output
+    finally:  # the PostgreSQL database is shared by the run: leave its schema as the migrations made it
+        with db.write() as session:
+            session.execute(text("DROP INDEX only_one_email"))
 
 
 # -------------------------------------------------------------------------- random arguments

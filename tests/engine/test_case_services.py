@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from qmsflow.engine import (
+    SYSTEM,
     Actor,
     Database,
     FixedClock,
@@ -34,7 +35,7 @@ from tests.conftest import Province, local
 def _building_case(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> tuple[int, Actor]:
     with db.write() as session:
         officer = Actor.of(create_user(session, username="tnh.mai", role="unit_officer", full_name="Huỳnh Thị Mai",
-                                       unit=session.merge(province.units["THPT-TNH"]), now=clock.now()))
+                                       unit=session.merge(province.units["THPT-TNH"]), now=clock.now(), rt=rt, actor=SYSTEM))
         case = open_case(session, rt, province.actors["lead"], session.merge(province.units["THPT-TNH"]), "qms_lifecycle")
         advance(session, rt, officer, case.id, "approve_plan", {"plan_number": "12/KH", "plan_approved_on": "2026-01-05"})
         return case.id, officer
@@ -148,7 +149,7 @@ def test_the_inbox_lists_counts_and_marks_read_within_scope(
         assert mark_all_read(session, rt, mythoi) == 1
         assert inbox_page(session, rt, mythoi).unread == 0
         assert inbox_page(session, rt, thcs).unread == 1
-        set_parent(session, session.merge(province.units["THCS-MT"]), session.merge(province.units["SGDDT"]), date(2026, 3, 1))
+        set_parent(session, session.merge(province.units["THCS-MT"]), session.merge(province.units["SGDDT"]), date(2026, 3, 1), rt=rt, actor=SYSTEM)
     clock.set(local(date(2026, 3, 2)))
     with db.read() as session:  # the school moved: its supervisor of before no longer sees its notifications
         assert inbox_page(session, rt, mythoi).items == []

@@ -131,8 +131,8 @@ def test_another_users_upload_cannot_be_attached(
     upload_id = _stage(db, store, province, clock, "snv", pdf_bytes())
     with pytest.raises(NotFound), db.write() as session:
         claim(session, province.actors["lead"], session.get(Case, case_id), [upload_id], clock.now())  # type: ignore[arg-type]
-    with pytest.raises(NotFound), db.write() as session:
-        open_case(session, rt, province.actors["lead"], province.units["SNV"], "qms_lifecycle", evidence=[upload_id])
+    with pytest.raises(NotFound), db.write() as session:  # another unit: SNV already holds its open lifecycle
+        open_case(session, rt, province.actors["lead"], province.units["SGDDT"], "qms_lifecycle", evidence=[upload_id])
     assert _upload(db, upload_id).case_id is None
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Case)) == 1  # the refused open left no case

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 from sqlalchemy import event, select
 
-from qmsflow.engine import Actor, Database, FixedClock, NotFound, Role, Runtime, ValidationFailed, open_case
+from qmsflow.engine import SYSTEM, Actor, Database, FixedClock, NotFound, Role, Runtime, ValidationFailed, open_case
 from qmsflow.engine.caselist import CaseFilter, count_cases, list_page
 from qmsflow.engine.cases import get_case, list_cases
 from qmsflow.engine.models import Case, Unit
@@ -61,7 +61,7 @@ def test_lists_equal_the_expected_sets_before_and_after_a_parent_change(
 ) -> None:
     ids = _open_all(db, rt, province)
     with db.write() as session:
-        set_parent(session, session.merge(province.units["THCS-MT"]), session.merge(province.units["SGDDT"]), MOVE)
+        set_parent(session, session.merge(province.units["THCS-MT"]), session.merge(province.units["SGDDT"]), MOVE, rt=rt, actor=SYSTEM)
     a = province.actors
     expected_before = {
         "thcs": {"THCS-MT"},
@@ -111,7 +111,7 @@ def _supervised_province(db: Database, rt: Runtime, province: Province, start: i
         for n in range(start, stop):
             unit = create_unit(
                 session, code=f"THPT-{n:03d}", name=f"Trường THPT số {n}", kind=UnitKind.HIGH_SCHOOL.value,
-                valid_from=date(2025, 7, 1), parent=parent,
+                valid_from=date(2025, 7, 1), parent=parent, rt=rt, actor=SYSTEM,
             )
             open_case(session, rt, lead, unit, "qms_lifecycle")
 
