@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import history
@@ -188,9 +188,15 @@ def _claim(session: Session, now: datetime, batch_size: int, failed: set[int], i
     )
     if failed:
         due_cases = due_cases.where(Timer.case_id.not_in(failed))
-    query = select(Case).where(Case.id.in_(due_cases.scalar_subquery())).order_by(Case.id).limit(batch_size)
+    # The earliest due timers come from the (status, next_at) index; their cases are claimed soonest
+    # due first, so a case due long ago is never left behind ones that came due later.
+    earliest = due_cases.add_columns(Timer.next_at.label("next_at")).subquery()
+    first_due = (
+        select(earliest.c.case_id, func.min(earliest.c.next_at).label("first_due")).group_by(earliest.c.case_id).subquery()
+    )
+    query = select(Case).join(first_due, first_due.c.case_id == Case.id).order_by(first_due.c.first_due, Case.id).limit(batch_size)
     if not is_sqlite:
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(skip_locked=True, of=Case)
     return list(session.scalars(query))
 
 
@@ -323,6 +329,17 @@ class _Firing:
                 writes.move_timer(timer, next_step=step.index + 1, level=level, next_at=steps[step.index + 1].at, status="pending", closed_at=None)
             else:
                 writes.move_timer(timer, next_step=step.index + 1, level=level, next_at=None, status="done", closed_at=now)
+        # Every claimed timer makes progress. One whose stored instant has passed but whose next step,
+        # as this sweep plans it, has not (the row was planned on another calendar, or a replan raced
+        # the sweep) moves to that step's instant: left alone, it was claimed again in every batch and
+        # nothing fired, and due cases behind it waited (review reproduction b_livelock).
+        if timer.status == "pending" and timer.next_at is not None and timer.next_at <= now:
+            if timer.next_step < len(steps):
+                writes.move_timer(
+                    timer, next_step=timer.next_step, level=timer.level, next_at=steps[timer.next_step].at, status="pending", closed_at=None
+                )
+            else:
+                writes.move_timer(timer, next_step=timer.next_step, level=timer.level, next_at=None, status="done", closed_at=now)
 
 
 def _fire_step(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from qmsflow.engine import SYSTEM, Database, FixedClock, Runtime, open_case
 from qmsflow.engine import sweep as sweep_module
@@ -271,3 +271,35 @@ def test_only_a_case_whose_due_action_is_due_gets_its_own_savepoint(
     assert one_by_one == [case_id]
     later = sweep(db, rt, local(date(2026, 3, 3), 0, 5))  # level 2 of the same timer: batched again
     assert [(f.kind, f.level) for f in later.fired] == [("escalation", 2)] and one_by_one == [case_id]
+
+
+def test_timers_whose_stored_instant_passed_before_their_step_do_not_hold_up_a_due_case(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    # Regression (review reproduction b_livelock): 200 timers stored as due, whose next step as the
+    # sweep plans it is later (planned on another calendar), were claimed again in every batch and
+    # nothing fired; a truly due case with a higher id was never reached.
+    unit = province.units["THPT-TNH"]
+    clock.set(local(date(2026, 1, 5)))
+    with db.write() as session:
+        stuck = []
+        for _ in range(200):
+            allow_another_open_case(session, unit)
+            stuck.append(open_case(session, rt, province.actors["lead"], unit, "qms_lifecycle").id)
+    clock.set(local(date(2025, 11, 3)))
+    with db.write() as session:
+        allow_another_open_case(session, unit)
+        due = open_case(session, rt, province.actors["lead"], unit, "qms_lifecycle").id  # the highest id
+    now = local(date(2026, 2, 3), 8)  # the 200's first reminder is days away (mid-February, before Tết)
+    with db.write() as session:
+        planned = dict(session.execute(select(Timer.case_id, Timer.next_at).where(Timer.case_id.in_(stuck))).tuples().all())
+        session.execute(update(Timer).where(Timer.case_id.in_(stuck)).values(next_at=now - timedelta(hours=1)))
+    report = sweep(db, rt, now, batch_size=200, max_batches=20)
+    assert report.batches <= 2, f"{report.batches} batches: the sweep kept claiming the same cases"
+    assert {f.case_id for f in report.fired} == {due}
+    with db.read() as session:
+        corrected = dict(session.execute(select(Timer.case_id, Timer.next_at).where(Timer.case_id.in_(stuck))).tuples().all())
+        assert corrected == planned  # each moved to its real next step, none fired
+        assert session.scalar(select(func.count()).select_from(TimerFiring).where(TimerFiring.timer_id.in_(
+            select(Timer.id).where(Timer.case_id.in_(stuck))))) == 0
+    assert sweep(db, rt, now).batches == 0  # nothing is due any more: the next sweep ends at once
