@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from ruamel.yaml import YAML
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
@@ -277,6 +278,27 @@ def allow_another_open_case(session: Session, unit: Unit) -> None:
     session.execute(
         update(Case).where(Case.unit_id == unit.id, Case.closed_at.is_(None), Case.open_key.is_not(None)).values(open_key=None)
     )
+
+
+# --------------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def run(db: Database, tmp_path: Path) -> Callable[..., Result]:
+    """Run ``qmsflow ARGS`` (optionally with ``input``) against the test database, with its own instance and evidence folders."""
+    env = {
+        "QMSFLOW_INSTANCE_PATH": str(tmp_path / "instance"),
+        "QMSFLOW_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
+        "QMSFLOW_HISTORY_KEY": "cli-test-key",
+        "QMSFLOW_EVIDENCE_DIR": str(tmp_path / "evidence"),
+    }
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        from qmsflow.cli import main
+
+        return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
 
 
 # ------------------------------------------------------------------------------------ the summary

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import update
 
@@ -14,21 +13,6 @@ from qmsflow.engine import Database
 from qmsflow.engine.models import HistoryEntry
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture
-def run(db: Database, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Run ``qmsflow ARGS`` against the test database with its own instance folder."""
-    env = {
-        "QMSFLOW_INSTANCE_PATH": str(tmp_path / "instance"),
-        "QMSFLOW_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
-        "QMSFLOW_HISTORY_KEY": "cli-test-key",
-    }
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
-
-    return invoke
 
 
 def test_init_is_idempotent_and_demo_loads_once(run) -> None:  # type: ignore[no-untyped-def]

@@ -6,30 +6,11 @@ import io
 import json
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
 from pypdf import PdfWriter
 from sqlalchemy import select, update
 
-from qmsflow.cli import main
 from qmsflow.engine import Database
 from qmsflow.engine.models import AdminLogEntry
-
-
-@pytest.fixture
-def run(db: Database, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Run ``qmsflow ARGS`` against the test database with its own instance and evidence folders."""
-    env = {
-        "QMSFLOW_INSTANCE_PATH": str(tmp_path / "instance"),
-        "QMSFLOW_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
-        "QMSFLOW_HISTORY_KEY": "cli-test-key",
-        "QMSFLOW_EVIDENCE_DIR": str(tmp_path / "evidence"),
-    }
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return invoke
 
 
 def test_upload_attach_on_advance_download_and_audit(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
