@@ -65,6 +65,9 @@ NOTES = [
     "Start-up: each figure is the median wall time of fresh processes (python -m qmsflow.cli, as the console "
     "script runs it), next to `python -c pass` in the same run. qmsflow.cli imports only click at import time "
     "and each command imports what it uses, so --help loads neither SQLAlchemy nor Alembic. A read-only command "
-    "still pays for importing the engine (SQLAlchemy, holidays with every country it knows) and for parsing the "
-    "workflow YAML with line numbers (ruamel, pure Python): that is where the rest of its time goes.",
+    "imports only the engine modules it calls (qmsflow/engine/__init__.py resolves its names on first use), "
+    "never imports `holidays` (the calendar makes its holiday table on first use), and reads the workflow "
+    "definitions from the instance folder's cache/ of parsed YAML instead of running ruamel's pure-Python "
+    "parser; what is left is mostly importing SQLAlchemy and its PostgreSQL dialect (which the Index "
+    "arguments load even on SQLite), pydantic, and mapping the models.",
 ]

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .config import Settings
+from .config import CACHE_DIR, Settings
 from .engine.calendar import WorkingCalendar
 from .engine.clock import Clock, SystemClock
 from .engine.db import Database, make_engine
@@ -133,8 +133,13 @@ def open_database(settings: Settings, application_name: str = "qmsflow", *, must
 
 
 def build_registry(settings: Settings) -> Registry:
-    """Load and compile the workflow definitions (no history key needed)."""
-    return Registry.from_directory(settings.workflows_dir)
+    """Load and compile the workflow definitions (no history key needed).
+
+    Their parsed YAML is cached in the instance folder's ``cache/`` when it exists (``qmsflow init`` and
+    ``qmsflow demo`` make it; nothing else creates it); see ``_ParseCache`` in qmsflow/engine/definitions.py.
+    """
+    cache = settings.instance_path / CACHE_DIR
+    return Registry.from_directory(settings.workflows_dir, cache_dir=cache if cache.is_dir() else None)
 
 
 def build_calendar(settings: Settings) -> WorkingCalendar:

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from ..engine.calendar import CalendarOverrides
 from ..engine.errors import ConfigurationError
 from ..engine.keys import HistoryKey, Keyring, format_retired_keys, parse_retired_keys
 
 CONFIG_DIR = Path(__file__).parent
+CACHE_DIR = "cache"  # in the instance folder: parsed workflow definitions, safe to delete
 DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
 CALENDAR_FILE = CONFIG_DIR / "calendar.yaml"
 INSTANCE_FILE = "qmsflow.toml"
@@ -105,6 +104,8 @@ class Settings:
 
     def calendar_overrides(self) -> CalendarOverrides:
         """Read and check the calendar override file."""
+        from ruamel.yaml import YAML  # on demand: most commands never read the overrides file
+
         try:
             raw = YAML(typ="safe", pure=True).load(self.calendar_file.read_text(encoding="utf-8"))
             return CalendarOverrides.from_mapping(raw)
@@ -244,8 +245,9 @@ def write_keyring(settings: Settings, keyring: Keyring) -> Settings:
 
 
 def ensure_instance(settings: Settings) -> Settings:
-    """Create the instance folder and generate missing secrets into its file; return fresh settings."""
+    """Create the instance folder (with its ``cache/``) and generate missing secrets into its file; return fresh settings."""
     settings.instance_path.mkdir(parents=True, exist_ok=True)
+    (settings.instance_path / CACHE_DIR).mkdir(exist_ok=True)
     path = settings.instance_path / INSTANCE_FILE
     generated = {name: secrets.token_hex(32) for name in ("history_key", "secret_key") if not getattr(settings, name)}
     lines = [f'{name} = "{value}"' for name, value in generated.items()]

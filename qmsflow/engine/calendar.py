@@ -19,10 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-
-import holidays
+from typing import TYPE_CHECKING
 
 from .clock import LOCAL_TZ
+
+if TYPE_CHECKING:
+    from holidays import HolidayBase
 
 
 class LengthUnit(StrEnum):
@@ -102,13 +104,23 @@ class WorkingCalendar:
     def __init__(self, overrides: CalendarOverrides | None = None, *, language: str = "vi") -> None:
         self.overrides = overrides or CalendarOverrides()
         self._language = language
-        # The package fills years lazily as dates are asked for (expand=True).
-        self._holidays = holidays.country_holidays("VN", language=language)
+        self._package: HolidayBase | None = None
         # A calendar's overrides never change (a changed calendar is a new WorkingCalendar), so each
         # day's answer and each working-day shift are kept: planning one timer asks about some 70
         # days, and those lookups cost as much as the rest of the plan (bench/RESULTS.md).
         self._working: dict[date, bool] = {}
         self._shifted: dict[tuple[date, int], date] = {}
+    @property
+    def _holidays(self) -> HolidayBase:
+        """The package's Vietnamese holidays, made on first use: importing ``holidays`` loads every
+        country it knows (a tenth of a second or more), which a command that only reads cases does not need."""
+        if self._package is None:
+            import holidays
+
+            # The package fills years lazily as dates are asked for (expand=True).
+            self._package = holidays.country_holidays("VN", language=self._language)
+        return self._package
+
 
     def is_working_day(self, day: date) -> bool:
         """Return whether agencies work on ``day`` (Mon-Fri, not a holiday, overrides first)."""

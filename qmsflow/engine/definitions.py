@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import hashlib
+import json
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError
 
 from .calendar import LengthUnit
 from .conditions import Condition, literal_values, parse_condition
 from .errors import ConditionError, DefinitionError, DefinitionProblem
+
+if TYPE_CHECKING:
+    from ruamel.yaml.constructor import DuplicateKeyError
 
 NAME_RE = r"^[a-z][a-z0-9_]*$"
 
@@ -269,18 +273,32 @@ class Definition:
 # ---------------------------------------------------------------------------------------- loading
 
 
-def load_definition(path: str | Path) -> Definition:
-    """Load, check and compile one definition file; raise DefinitionError listing every problem."""
+def load_definition(path: str | Path, *, cache_dir: Path | None = None) -> Definition:
+    """Load, check and compile one definition file; raise DefinitionError listing every problem.
+
+    With ``cache_dir``, the parsed YAML of a file that compiled is kept there (see ``_ParseCache``).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionError([DefinitionProblem(str(path), None, "", f"cannot read: {exc}")]) from None
-    return parse_definition(text, str(path))
+    return parse_definition(text, str(path), cache_dir=cache_dir)
 
 
-def parse_definition(text: str, filename: str = "<string>") -> Definition:
+def parse_definition(text: str, filename: str = "<string>", *, cache_dir: Path | None = None) -> Definition:
     """Check and compile definition source ``text``; ``filename`` is used in error messages."""
+    cache = _ParseCache(cache_dir, text) if cache_dir is not None else None
+    if cache is not None:
+        plain = cache.read()
+        if plain is not None:
+            compiled = _compile_quietly(plain, filename)
+            if compiled is not None:
+                return compiled
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError
+
     yaml = YAML(typ="rt", pure=True)
     try:
         raw = yaml.load(text)
@@ -297,8 +315,9 @@ def parse_definition(text: str, filename: str = "<string>") -> Definition:
     if not isinstance(raw, Mapping):
         raise DefinitionError([DefinitionProblem(filename, 1, "", "the file must be a mapping")])
     locate = _Locator(raw)
+    plain = _plain(raw)
     try:
-        spec = DefinitionSpec.model_validate(_plain(raw))
+        spec = DefinitionSpec.model_validate(plain)
     except ValidationError as exc:
         problems = []
         errors = [(err, [p for p in err["loc"] if not _is_pydantic_union_tag(p)]) for err in exc.errors()]
@@ -315,7 +334,77 @@ def parse_definition(text: str, filename: str = "<string>") -> Definition:
     compiled = _Compiler(spec, filename, locate, problems).compile()
     if problems or compiled is None:
         raise DefinitionError(problems)
+    if cache is not None:
+        cache.write(plain)
     return compiled
+
+
+def _compile_quietly(plain: Any, filename: str) -> Definition | None:
+    """Compile already-parsed data, or return None on any problem (the caller then parses the YAML
+    again, so that every problem is reported with its line, exactly as without a cache)."""
+    try:
+        spec = DefinitionSpec.model_validate(plain)
+    except ValidationError:
+        return None
+    problems: list[DefinitionProblem] = []
+    compiled = _Compiler(spec, filename, _Locator({}), problems).compile()
+    return None if problems else compiled
+
+
+class _ParseCache:
+    """The parsed YAML of a definition that compiled, kept as JSON so that a command skips ruamel.
+
+    ruamel's pure-Python round-trip parser is most of a short command's start-up (bench/startup.py).
+    Invariant: an entry holds ``_plain(YAML load)`` of exactly the text it is keyed by, as parsed by
+    this loader's own code with this ruamel version: the key hashes the text, the ruamel version and
+    this module's source, so an edited file, an upgrade or a change to ``_plain`` misses. Only data that
+    comes back from JSON equal to what was parsed is written (a date, or an integer used as a key,
+    would not), and an entry is only used if it compiles without a problem; anything else parses the
+    YAML again. The cache is an optimisation only: a missing, unreadable or unwritable folder is ignored
+    (it is never created here).
+    """
+
+    FORMAT = "1"
+
+    def __init__(self, directory: Path, text: str) -> None:
+        from importlib.metadata import version
+
+        key = hashlib.sha256()
+        for part in (self.FORMAT, version("ruamel.yaml"), _own_source_digest(), text):
+            key.update(part.encode("utf-8"))
+            key.update(b"\0")
+        self.path = directory / f"{key.hexdigest()}.json"
+
+    def read(self) -> Any:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def write(self, plain: Any) -> None:
+        try:
+            encoded = json.dumps(plain, ensure_ascii=False)  # in order: the order of states and events means something
+        except (TypeError, ValueError):
+            return
+        if json.loads(encoded) != plain:
+            return
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(encoded)
+            os.replace(tmp, self.path)  # readers see the old entry or the whole new one, never a part
+        except OSError:
+            return
+
+
+_SOURCE_DIGEST: str | None = None
+
+
+def _own_source_digest() -> str:
+    global _SOURCE_DIGEST
+    if _SOURCE_DIGEST is None:
+        _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    return _SOURCE_DIGEST
 
 
 def _duplicate_key_problem(text: str, filename: str, exc: DuplicateKeyError) -> DefinitionProblem:
@@ -325,6 +414,8 @@ def _duplicate_key_problem(text: str, filename: str, exc: DuplicateKeyError) -> 
     line = exc.problem_mark.line + 1 if exc.problem_mark else None
     found = None
     if exc.context_mark is not None:
+        from ruamel.yaml import YAML
+
         lenient = YAML(typ="rt", pure=True)
         lenient.allow_duplicate_keys = True  # keeps the first value, so lc knows the first line
         try:
@@ -752,14 +843,14 @@ def check_timer_starts(compiler: _Compiler, transitions: list[Transition]) -> No
                 )
 
 
-def load_directory(directory: str | Path) -> tuple[list[Definition], list[DefinitionProblem]]:
+def load_directory(directory: str | Path, *, cache_dir: Path | None = None) -> tuple[list[Definition], list[DefinitionProblem]]:
     """Load every ``*.yaml`` file under ``directory``; return the good ones and all problems."""
     good: list[Definition] = []
     problems: list[DefinitionProblem] = []
     seen: dict[tuple[str, int], str] = {}
     for path in sorted(Path(directory).glob("*.yaml")):
         try:
-            definition = load_definition(path)
+            definition = load_definition(path, cache_dir=cache_dir)
         except DefinitionError as exc:
             problems.extend(exc.problems)
             continue

@@ -16,9 +16,9 @@ class Registry:
         self._machines = {d.key: CompiledMachine(d) for d in definitions}
 
     @classmethod
-    def from_directory(cls, directory: str | Path) -> Registry:
+    def from_directory(cls, directory: str | Path, *, cache_dir: Path | None = None) -> Registry:
         """Load a folder of definitions; refuse to start if any of them is invalid."""
-        definitions, problems = load_directory(directory)
+        definitions, problems = load_directory(directory, cache_dir=cache_dir)
         if problems:
             raise DefinitionError(problems)
         return cls(definitions)
