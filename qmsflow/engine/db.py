@@ -33,7 +33,7 @@ _PG_BUSY = {"40001", "40P01", "55P03", "53300", "57014"}
 _PG_UNAVAILABLE = {"3D000", "57P01", "57P02", "57P03"}
 
 
-def _constraint(orig: BaseException) -> str:
+def _constraint(orig: BaseException | None) -> str:
     return getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
 
 
