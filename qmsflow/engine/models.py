@@ -113,10 +113,12 @@ class Unit(Base):
     versions: Mapped[list[UnitVersion]] = relationship(
         order_by="UnitVersion.valid_from", viewonly=True, lazy="select"
     )
-    # Loaded in the same statement as the unit, so reading a name costs no extra query.
+    # Loaded in the same statement as the unit, so reading a name costs no extra query. An inner
+    # join: every unit has a version that ends when it ends (the services and migration 0007 keep it
+    # so), and PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
     current: Mapped[UnitVersion] = relationship(
         primaryjoin="and_(UnitVersion.unit_id == Unit.id, UnitVersion.valid_to.is_not_distinct_from(Unit.valid_to))",
-        viewonly=True, lazy="joined", uselist=False,
+        viewonly=True, lazy="joined", innerjoin=True, uselist=False,
     )
 
     @hybrid_property

@@ -265,6 +265,26 @@ def record_succession(
     return succession
 
 
+def end_unit(session: Session, rt: Runtime, actor: Actor, unit_id: int, *, on: date) -> Unit:
+    """End a unit on ``on`` (its last day is the day before): its version and parent link end too. Logged.
+
+    Its cases stay its own and readable; its code is free for another unit from ``on``.
+    """
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound("unit", unit_id)
+    if not (unit.valid_from < on and (unit.valid_to is None or unit.valid_to > on)):
+        raise ValidationFailed([FieldProblem("on", f"the unit exists from {unit.valid_from} to {unit.valid_to or 'now'}")])
+    before = _unit_state(unit)
+    _end_unit(session, unit, on)
+    _refresh(session, unit)
+    adminlog.record(
+        session, rt.history_key, actor, at=rt.clock.now(), action="unit.end", object_kind="unit", object_id=unit_id,
+        before=before, after=_unit_state(unit),
+    )
+    return unit
+
+
 def _end_unit(session: Session, unit: Unit, on: date) -> None:
     later = session.scalar(
         select(UnitVersion.id).where(UnitVersion.unit_id == unit.id, UnitVersion.valid_from >= on).limit(1)
@@ -505,6 +525,7 @@ __all__ = [
     "ancestor_ids",
     "change_unit",
     "create_unit",
+    "end_unit",
     "escalation_body",
     "lead_unit",
     "parent_id",
