@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 from dataclasses import dataclass, field
 from datetime import time
 
@@ -124,10 +126,21 @@ class SchedulerService:
     def run_forever(self) -> None:
         """Run in the foreground until interrupted (``qmsflow scheduler``)."""
         scheduler = self._configure(BlockingScheduler(timezone=LOCAL_TZ))
+
+        # Ctrl-C or a service manager's SIGTERM stops the scheduler from another thread. Left to the
+        # default handler, the KeyboardInterrupt lands wherever the main thread is: inside APScheduler's
+        # job submission it is logged as a traceback and the loop carries on, so the process hangs.
+        def stop(signum: int, frame: object) -> None:
+            threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):
             pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def start_background(self) -> None:
         """Run in a background thread (one per ``qmsflow serve`` process)."""
