@@ -29,6 +29,11 @@ class SchedulerSettings:
     batch_size: int = 200
     digest_time: str = "07:30"
     embedded: bool = True
+    # Outbox batches (of batch_size notifications) routed per wake-up; the rest wait for the next one,
+    # so a backlog never holds the sweep back for long.
+    route_batches_per_cycle: int = 10
+    # Cases per transaction of `qmsflow calendar replan` (and of a replan at `qmsflow init`).
+    replan_batch_size: int = 500
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from . import history
+from . import calendar_store, history
 from .cases import advance
 from .clock import local_date
 from .db import Database
@@ -144,6 +144,8 @@ def sweep(
     # Look before taking the write lock: most sweeps find nothing due, and on SQLite a write
     # transaction (BEGIN IMMEDIATE) would hold every other writer back just to learn that.
     with db.glance() as connection:
+        # Only on the stored calendar: on another, steps would be planned differently from their rows.
+        calendar_store.check(connection, rt.calendar, planning=False)
         if connection.execute(_ANY_DUE, {"now": now}).first() is None:
             return report
     firing = _Firing(rt, now, worker, report)
@@ -161,6 +163,8 @@ def _sweep_batches(
         session = db.write_factory()
         try:
             with session.begin():
+                # Again in each batch's transaction: a replan may have begun since (it stops sweeps until it ends).
+                calendar_store.check(session, firing.rt.calendar, planning=False)
                 claimed = _claim(session, now, batch_size, firing.failed | previewed, db.is_sqlite)
                 if not claimed:
                     break
