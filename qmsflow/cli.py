@@ -288,13 +288,11 @@ def _replan(app: App, db: Database, actor: Actor, *, verbose: bool) -> None:
 def _warn_if_calendar_differs(app: App) -> None:
     """At a scheduler's or web process's start: say at once when it will refuse to plan and fire deadlines."""
     from .engine import calendar_store
-    from .engine.errors import CalendarMismatch
 
     with app.db.read() as session:
-        try:
-            calendar_store.check(session, app.rt.calendar, planning=False)
-        except CalendarMismatch as exc:
-            click.echo(f"warning: {exc}; until then this process fires and plans no deadline", err=True)
+        refusal = calendar_store.stored(session).refusal(app.rt.calendar, planning=False)
+    if refusal is not None:  # said here on stderr; the sweep logs it (once) at ERROR
+        click.echo(f"warning: {refusal}; until then this process fires and plans no deadline", err=True)
 
 
 @main.command()
