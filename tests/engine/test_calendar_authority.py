@@ -61,6 +61,10 @@ def open_lifecycles(db: Database, rt: Runtime, province: Province, count: int) -
 def test_a_process_on_another_calendar_refuses_to_sweep_and_to_plan_and_logs_it_once(
     db: Database, rt: Runtime, province: Province, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Regression (review reproductions b_livelock, b2_livelock_default_batch): a scheduler on a
+    # calendar with one more day off than the rows were planned on claimed the same cases in every
+    # batch and fired nothing. Now it refuses to sweep at all, and the rows stay as the stored
+    # calendar planned them.
     (case_id,) = open_lifecycles(db, rt, province, 1)
     other = on_calendar(rt, EXTRA_DAY_OFF)
     caplog.set_level(logging.ERROR, logger="qmsflow.engine.calendar_store")
