@@ -190,6 +190,9 @@ def load_settings(
         evidence=EvidenceSettings(**raw["evidence"]),
         history=HistorySettings(**raw["history"]),
     )
+    for name in ("batch_size", "route_batches_per_cycle", "replan_batch_size"):
+        if getattr(settings.scheduler, name) < 1:  # zero would route or re-plan nothing, for ever
+            raise ConfigurationError(f"QMSFLOW_SCHEDULER_{name.upper()} ([scheduler] {name}) must be at least 1")
     if settings.history_key:
         settings.keyring()  # a malformed keyring fails at start, naming the setting
     return settings

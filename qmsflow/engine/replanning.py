@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from . import calendar_store, history
 from .db import Database
+from .errors import ConfigurationError
 from .models import Case, Timer, keep_in_step
 from .permissions import SYSTEM, Actor
 from .runtime import Runtime
@@ -79,7 +80,7 @@ def replan_calendar(
     ``on_batch`` is called after each batch commits with what it moved (progress for the operator).
     """
     if batch_size < 1:
-        raise ValueError("a replan batch holds at least one case")
+        raise ConfigurationError(f"a replan batch holds at least one case, not {batch_size} (scheduler.replan_batch_size)")
     now = rt.clock.now()
     report = ReplanReport()
     with db.write() as session:
