@@ -21,7 +21,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from qmsflow.bootstrap import upgrade
+from qmsflow.engine import calendar_store
 from qmsflow.engine.db import Database, make_engine
+
+from .world import runtime
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000")
@@ -94,6 +97,9 @@ def migrated(url: str) -> Database:
     """Open ``url`` the way qmsflow does and bring the schema to the newest migration."""
     db = Database(make_engine(url, application_name="qmsflow-bench"))
     upgrade(db)
+    # and store the shipped calendar, as `qmsflow init` does: the engine plans and sweeps only on the stored one
+    with db.write() as session:
+        calendar_store.store(session, runtime().calendar)
     return db
 
 

@@ -54,6 +54,7 @@ EXIT_CODES: dict[str, int] = {
     "ConfigurationError": 10,
     "DatabaseBusy": 11,
     "DatabaseUnavailable": 12,
+    "CalendarMismatch": 13,
 }
 EXIT_AUDIT_FINDINGS = 1
 EXIT_INTERNAL = 70  # a bug in qmsflow (BSD sysexits' EX_SOFTWARE)
@@ -240,7 +241,7 @@ def _initialise(app: App) -> None:
     app.settings = ensure_instance(app.settings)
     bootstrap.upgrade(app.create_db())
     _register_history_keys(app)
-    _replan_if_calendar_changed(app)
+    _apply_calendar_file(app)
 
 
 def _register_history_keys(app: App) -> None:
@@ -251,15 +252,47 @@ def _register_history_keys(app: App) -> None:
         register_keys(session, app.rt.keyring, app.now_clock().now())
 
 
-def _replan_if_calendar_changed(app: App) -> None:
-    """A changed calendar.yaml re-plans pending deadlines before anything runs on the new calendar."""
-    from .engine.replanning import apply_calendar_if_changed, stored_fingerprint
+def _apply_calendar_file(app: App) -> None:
+    """``init``: store the calendar file on a new database; apply it if it differs from the stored calendar.
 
-    with app.create_db().write() as session:
-        known = stored_fingerprint(session) is not None
-        moved = apply_calendar_if_changed(session, app.rt)
-    if known and moved:
-        click.echo(f"calendar overrides changed: {len(moved)} pending deadlines re-planned")
+    Only ``init`` and ``calendar replan`` apply a calendar: a scheduler or web process whose calendar
+    differs from the stored one refuses to plan and fire deadlines instead (docs/operations.md).
+    """
+    from .engine import calendar_store
+    from .engine.permissions import SYSTEM
+
+    db = app.create_db()
+    with db.write() as session:
+        seeded = calendar_store.seed(session, app.rt.calendar, app.rt.history_key, SYSTEM, app.now_clock().now())
+        current = calendar_store.stored(session).refusal(app.rt.calendar, planning=False) is None
+    if not seeded and not current:
+        click.echo(f"the calendar file {app.settings.calendar_file} differs from the stored calendar: applying it")
+        _replan(app, db, SYSTEM, verbose=False)
+
+
+def _replan(app: App, db: Database, actor: Actor, *, verbose: bool) -> None:
+    from .engine.replanning import MovedDeadline, replan_calendar
+
+    def progress(moved: list[MovedDeadline]) -> None:
+        for m in moved if verbose else ():
+            click.echo(f"timer {m.timer_id} ({m.name}, case #{m.case_id}): {m.old_due} -> {m.new_due}")
+
+    report = replan_calendar(
+        db, app.rt, actor=actor, batch_size=app.settings.scheduler.replan_batch_size, on_batch=progress
+    )
+    click.echo(f"{len(report.moved)} pending deadlines re-planned in {report.batches} batches")
+    if not report.applied:
+        click.echo("another calendar replan began meanwhile: its calendar is the one applied when it ends")
+
+
+def _warn_if_calendar_differs(app: App) -> None:
+    """At a scheduler's or web process's start: say at once when it will refuse to plan and fire deadlines."""
+    from .engine import calendar_store
+
+    with app.db.read() as session:
+        refusal = calendar_store.stored(session).refusal(app.rt.calendar, planning=False)
+    if refusal is not None:  # said here on stderr; the sweep logs it (once) at ERROR
+        click.echo(f"warning: {refusal}; until then this process fires and plans no deadline", err=True)
 
 
 @main.command()
@@ -746,15 +779,10 @@ def calendar_show(ctx: click.Context, year: int) -> None:
 @calendar.command("replan")
 @click.pass_context
 def calendar_replan(ctx: click.Context) -> None:
-    """Re-plan pending timers against the current calendar overrides."""
-    from .engine.replanning import apply_calendar
-
+    """Apply the calendar file: store its days and re-plan pending timers, in batches (resumes if cut short)."""
     app = _app(ctx)
-    with engine_errors(), app.db.write() as session:
-        moved = apply_calendar(session, app.rt, actor=_operator())
-        for m in moved:
-            click.echo(f"timer {m.timer_id} ({m.name}, case #{m.case_id}): {m.old_due} -> {m.new_due}")
-        click.echo(f"{len(moved)} deadlines re-planned")
+    with engine_errors():
+        _replan(app, app.db, _operator(), verbose=True)
 
 
 # ------------------------------------------------------------------------------- timers, scheduler
@@ -817,6 +845,7 @@ def _service(app: App, **kwargs: Any) -> SchedulerService:
     return SchedulerService(
         db=app.db, rt=app.rt, mail=_mail_settings(app.settings), mailer=_mailer(app.settings),
         interval_seconds=s.sweep_interval_seconds, batch_size=s.batch_size, digest_time=s.digest_time,
+        route_batches_per_cycle=s.route_batches_per_cycle,
         evidence=bootstrap.evidence_store(app.settings), **kwargs,
     )
 
@@ -912,7 +941,7 @@ def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, in
     with engine_errors():
         _ = app.db  # refuse a missing or outdated database before anything else
         _register_history_keys(app)
-        _replan_if_calendar_changed(app)
+        _warn_if_calendar_differs(app)
         service = _service(app, exit_when_idle=exit_when_idle)
         if interval:
             service.interval_seconds = interval
@@ -946,8 +975,8 @@ def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port or --host") from None
         service = None
         _register_history_keys(app)
+        _warn_if_calendar_differs(app)
         if app.settings.scheduler.embedded and not no_scheduler:
-            _replan_if_calendar_changed(app)
             # One scheduler for the process; waitress serves with threads, never forks workers.
             service = _service(app)
             service.start_background()

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from qmsflow.bootstrap import upgrade
 from qmsflow.config import CALENDAR_FILE
-from qmsflow.engine import SYSTEM, Actor, FixedClock, Registry, Runtime, WorkingCalendar
+from qmsflow.engine import SYSTEM, Actor, FixedClock, Registry, Runtime, WorkingCalendar, calendar_store
 from qmsflow.engine.calendar import CalendarOverrides
 from qmsflow.engine.clock import LOCAL_TZ
 from qmsflow.engine.db import Database, make_engine
@@ -103,8 +103,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
     db = Database(make_engine(f"sqlite:///{path}"))
     upgrade(db)
+    _store_shipped_calendar(db)
     db.dispose()
     return path
+
+
+def _store_shipped_calendar(db: Database) -> None:
+    """Store the shipped calendar, as ``qmsflow init`` does: the engine plans and sweeps only on the stored one."""
+    overrides = CalendarOverrides.from_mapping(YAML(typ="safe", pure=True).load(CALENDAR_FILE.read_text("utf-8")))
+    with db.write() as session:
+        calendar_store.store(session, WorkingCalendar(overrides))
 
 
 @pytest.fixture(scope="session")
@@ -153,6 +161,7 @@ def _empty_postgres(request: pytest.FixtureRequest) -> Database:
             pytest.fail(f"PostgreSQL suite required but unavailable: {_POSTGRES.reason}")
         pytest.skip(_POSTGRES.reason)
     _truncate(pg)
+    _store_shipped_calendar(pg)
     RAN_SUITES.add("postgresql")
     return pg
 

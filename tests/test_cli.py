@@ -119,7 +119,9 @@ def test_tick_reports_what_fired_as_json_and_a_dry_run_fires_nothing(run) -> Non
     assert run("tick", "--now", "2026-11-28T08:00:00").exit_code == 2  # an instant without offset is refused
 
 
-def test_a_changed_calendar_file_is_applied_when_a_scheduler_starts(db: Database, tmp_path: Path) -> None:
+def test_a_changed_calendar_file_is_applied_by_calendar_replan_not_by_a_scheduler(db: Database, tmp_path: Path) -> None:
+    # A scheduler used to re-plan to its own calendar file on start: two processes on two files moved
+    # the same deadlines back and forth. Now only an explicit `calendar replan` (or `init`) applies one.
     calendar = tmp_path / "calendar.yaml"
     calendar.write_text("2026:\n  working_days: ['2026-08-22']\n")
     env = {
@@ -139,8 +141,15 @@ def test_a_changed_calendar_file_is_applied_when_a_scheduler_starts(db: Database
     calendar.write_text("2026:\n  working_days: ['2026-08-22']\n  days_off: ['2026-12-15']\n")
     started = run("scheduler", "--now", "2026-11-28T08:00:00+07:00", "--exit-when-idle", "--interval", "1")
     assert started.exit_code == 0, started.output
-    assert "pending deadlines re-planned" in started.output
+    assert "is not the stored one" in started.output and "qmsflow calendar replan" in started.output
+    assert run("timers", "list").output == before  # nothing moved
+    refused = run("tick", "--now", "2026-12-20T08:00:00+07:00")
+    assert refused.exit_code == 13 and "is not the stored one" in refused.output, refused.output
+    replanned = run("calendar", "replan")
+    assert replanned.exit_code == 0, replanned.output
+    assert "2026-12-15 -> 2026-12-16" in replanned.output and "pending deadlines re-planned" in replanned.output
     assert "report_due               due 2026-12-16" in run("timers", "list").output
+    assert run("tick", "--now", "2026-11-28T08:00:00+07:00").exit_code == 0
     assert run("audit", "verify").exit_code == 0
 
 

@@ -95,3 +95,15 @@ def test_a_secret_generated_after_a_rotation_stays_a_top_level_setting(tmp_path:
     ensure_instance(load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)}))
     again = load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)})
     assert len(again.secret_key) == 64 and again.history_key == "k2" and again.history.key_id == "2"
+
+
+@pytest.mark.parametrize("name", ["BATCH_SIZE", "ROUTE_BATCHES_PER_CYCLE", "REPLAN_BATCH_SIZE"])
+def test_a_scheduler_batch_setting_below_one_is_refused_naming_it(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=f"QMSFLOW_SCHEDULER_{name}"):
+        load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path), f"QMSFLOW_SCHEDULER_{name}": "0"})
+
+
+def test_routing_per_wake_up_is_bounded_by_default_and_overridable(tmp_path: Path) -> None:
+    assert load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)}).scheduler.route_batches_per_cycle == 10
+    settings = load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path), "QMSFLOW_SCHEDULER_ROUTE_BATCHES_PER_CYCLE": "3"})
+    assert settings.scheduler.route_batches_per_cycle == 3

@@ -1,4 +1,4 @@
-"""The Alembic migrations build the schema the models describe, and 0005 can be taken back."""
+"""The Alembic migrations build the schema the models describe, and 0005 and 0006 can be taken back."""
 
 from __future__ import annotations
 
@@ -32,4 +32,18 @@ def test_0005_downgrades_and_upgrades_again(tmp_path: Path) -> None:
     assert not NEW_IN_0005 & set(inspect(db.engine).get_table_names())
     upgrade(db)
     assert NEW_IN_0005 <= set(inspect(db.engine).get_table_names())
+    db.dispose()
+
+
+def test_0006_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    db = Database(make_engine(f"sqlite:///{tmp_path / 'migrations.sqlite3'}"))
+    upgrade(db)
+    assert "calendar_days" in inspect(db.engine).get_table_names()
+    cfg = alembic_config(db)
+    with db.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0005")
+    assert "calendar_days" not in inspect(db.engine).get_table_names()
+    upgrade(db)
+    assert "calendar_days" in inspect(db.engine).get_table_names()
     db.dispose()

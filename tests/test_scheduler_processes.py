@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
@@ -268,3 +270,76 @@ def test_a_sweep_passes_over_cases_a_user_holds_instead_of_waiting_and_the_next_
     after = subprocess.run(tick, env=env, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
     assert after.returncode == 0, after.stderr
     assert_every_due_step_fired_exactly_once(db, rt)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def health(port: int) -> tuple[int, str]:
+    """The web process's /healthz answer (status, body), or (0, why) while it does not answer yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def test_a_scheduler_on_another_calendar_file_refuses_and_the_others_fire_every_step_of_the_stored_one_once(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province, tmp_path: Path
+) -> None:
+    # Three schedulers and one web process; one scheduler has a calendar file with one more day off.
+    # Before the calendar authority, each process planned on its own file, so their rows moved back
+    # and forth and the sweep could claim the same cases without firing (review reproduction b_livelock).
+    open_cases(db, rt, clock, province, 300)
+    expected = due_steps(db, rt, NOW)
+    other_calendar = tmp_path / "other-calendar.yaml"
+    other_calendar.write_text("2026:\n  working_days: ['2026-08-22']\n  days_off: ['2026-02-10']\n")
+    instance = tmp_path / "instance"
+    processes: list[subprocess.Popen[bytes]] = []
+    logs = {name: tmp_path / f"{name}.log" for name in ("web", "mismatched", "a", "b")}
+
+    def start(name: str, args: list[str], **extra: str) -> subprocess.Popen[bytes]:
+        with logs[name].open("wb") as out:
+            popen = subprocess.Popen([str(QMSFLOW), *args], env=qmsflow_env(db, instance, **extra), stdout=out, stderr=subprocess.STDOUT)
+        processes.append(popen)
+        return popen
+
+    try:
+        port = free_port()
+        web = start("web", ["serve", "--no-scheduler", "--port", str(port)])
+        poll(lambda: health(port)[0] != 0 or web.poll() is not None, "the web process answers")
+        assert health(port)[0] == 200, logs["web"].read_text(errors="replace")
+        # the mismatched scheduler keeps running (no --exit-when-idle): it is refused every second
+        mismatched = start(
+            "mismatched", ["scheduler", "--interval", "1", "--now", NOW.isoformat()], QMSFLOW_CALENDAR_FILE=str(other_calendar)
+        )
+        poll(lambda: "calendar:" in logs["mismatched"].read_text(errors="replace"), "the mismatched scheduler reports it")
+        schedulers = [
+            start(name, ["scheduler", "--exit-when-idle", "--interval", "1", "--now", NOW.isoformat()]) for name in ("a", "b")
+        ]
+        for scheduler in schedulers:
+            assert scheduler.wait(timeout=HANG_GUARD_SECONDS) == 0
+        assert mismatched.poll() is None  # still running: it routes and sends, it only fires nothing
+        mismatched.send_signal(signal.SIGINT)
+        mismatched.wait(timeout=HANG_GUARD_SECONDS)
+        assert health(port)[0] == 200  # the web process is on the stored calendar
+    finally:
+        for popen in processes:
+            if popen.poll() is None:
+                popen.kill()
+                popen.wait()
+
+    shares = assert_every_due_step_fired_exactly_once(db, rt)
+    # all by the two on the stored calendar (one may have found everything taken), none by the mismatched one
+    assert set(shares) <= {f"{socket.gethostname()}:{s.pid}" for s in schedulers}
+    assert f"{socket.gethostname()}:{mismatched.pid}" not in shares
+    said = logs["mismatched"].read_text(errors="replace")
+    assert "is not the stored one" in said and "qmsflow calendar replan" in said
+    assert len([line for line in said.splitlines() if " ERROR " in line and "calendar:" in line]) == 1, said
+    assert len(expected) == sum(shares.values())

@@ -29,6 +29,11 @@ class SchedulerSettings:
     batch_size: int = 200
     digest_time: str = "07:30"
     embedded: bool = True
+    # Outbox batches (of batch_size notifications) routed per wake-up; the rest wait for the next one,
+    # so a backlog never holds the sweep back for long.
+    route_batches_per_cycle: int = 10
+    # Cases per transaction of `qmsflow calendar replan` (and of a replan at `qmsflow init`).
+    replan_batch_size: int = 500
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,9 @@ def load_settings(
         evidence=EvidenceSettings(**raw["evidence"]),
         history=HistorySettings(**raw["history"]),
     )
+    for name in ("batch_size", "route_batches_per_cycle", "replan_batch_size"):
+        if getattr(settings.scheduler, name) < 1:  # zero would route or re-plan nothing, for ever
+            raise ConfigurationError(f"QMSFLOW_SCHEDULER_{name.upper()} ([scheduler] {name}) must be at least 1")
     if settings.history_key:
         settings.keyring()  # a malformed keyring fails at start, naming the setting
     return settings

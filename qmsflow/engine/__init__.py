@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .deadlines import Deadline, case_deadlines, upcoming_deadlines
     from .definitions import Definition, Role, Target, load_definition, load_directory, parse_definition
     from .errors import (
+        CalendarMismatch,
         ConditionError,
         ConfigurationError,
         Conflict,
@@ -71,6 +72,7 @@ _HOME = {
     "CaseRow": "caselist",
     "Clock": "clock",
     "ConditionError": "errors",
+    "CalendarMismatch": "errors",
     "ConfigurationError": "errors",
     "Conflict": "errors",
     "Database": "db",
@@ -149,6 +151,7 @@ __all__ = [
     "CaseRow",
     "Clock",
     "ConditionError",
+    "CalendarMismatch",
     "ConfigurationError",
     "Conflict",
     "Database",

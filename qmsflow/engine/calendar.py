@@ -13,6 +13,7 @@ next working day. A due date is a local date; the deadline passes at 00:00 Asia/
 from __future__ import annotations
 
 import calendar as _stdlib_calendar
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -78,9 +79,44 @@ class CalendarOverrides:
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
+    def rows(self) -> list[tuple[date, bool, str]]:
+        """Return every override as (day, working, name), by day: the shape the database stores."""
+        out = [(day, False, name) for day, name in self.days_off.items()]
+        out += [(day, True, name) for day, name in self.working_days.items()]
+        return sorted(out)
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[date, bool, str]]) -> CalendarOverrides:
+        """Build overrides from (day, working, name) rows, as ``rows`` returns them."""
+        return cls(
+            days_off={day: name for day, working, name in rows if not working},
+            working_days={day: name for day, working, name in rows if working},
+        )
+
     def dates(self) -> set[date]:
         """Return every date the overrides mention."""
         return set(self.days_off) | set(self.working_days)
+
+
+@functools.cache
+def holidays_version() -> str:
+    """Return the installed ``holidays`` package's version, without importing it (that takes long)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("holidays")
+    except PackageNotFoundError:  # pragma: no cover - it is a pinned dependency
+        return "unknown"
+
+
+def calendar_fingerprint(rows: list[tuple[date, bool, str]], holidays: str) -> str:
+    """Return the digest of a calendar: its override rows (day, working, name) and the ``holidays`` version.
+
+    Two processes plan the same deadlines exactly when their fingerprints are equal; the stored
+    one is that of the calendar the pending timers were planned on (qmsflow/engine/calendar_store.py).
+    """
+    payload = {"days": [[d.isoformat(), working, name] for d, working, name in sorted(rows)], "holidays": holidays}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def _parse_override_item(item: object, where: str) -> tuple[date, str]:
@@ -110,6 +146,19 @@ class WorkingCalendar:
         # days, and those lookups cost as much as the rest of the plan (bench/RESULTS.md).
         self._working: dict[date, bool] = {}
         self._shifted: dict[tuple[date, int], date] = {}
+        self._fingerprint: str | None = None
+
+    @property
+    def holidays_version(self) -> str:
+        """The ``holidays`` package version this calendar answers with."""
+        return holidays_version()
+
+    def fingerprint(self) -> str:
+        """Return the digest of this calendar (overrides and ``holidays`` version), see ``calendar_fingerprint``."""
+        if self._fingerprint is None:
+            self._fingerprint = calendar_fingerprint(self.overrides.rows(), self.holidays_version)
+        return self._fingerprint
+
     @property
     def _holidays(self) -> HolidayBase:
         """The package's Vietnamese holidays, made on first use: importing ``holidays`` loads every
@@ -149,6 +198,12 @@ class WorkingCalendar:
         """Return ``day`` if it is a working day, else the next working day."""
         while not self.is_working_day(day):
             day += timedelta(days=1)
+        return day
+
+    def on_or_before(self, day: date) -> date:
+        """Return ``day`` if it is a working day, else the working day before it."""
+        while not self.is_working_day(day):
+            day -= timedelta(days=1)
         return day
 
     def add_working_days(self, start: date, count: int) -> date:
@@ -217,5 +272,7 @@ __all__ = [
     "LengthUnit",
     "WorkingCalendar",
     "add_months",
+    "calendar_fingerprint",
     "deadline_instant",
+    "holidays_version",
 ]

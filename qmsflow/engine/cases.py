@@ -19,8 +19,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import calendar_store, history, timers
 from . import evidence as evidence_files
-from . import history, timers
 from .clock import local_date
 from .definitions import Definition
 from .errors import Conflict, FieldProblem, GuardFailed, InvalidTransition, NotFound, NotPermitted, StaleVersion
@@ -165,6 +165,8 @@ def _open_case(
     if problems:
         raise GuardFailed(None, "open", problems)
     starts = timers.resolve_starts(definition, definition.spec.initial, None, clean, clean, today, None)
+    if starts:  # deadlines are planned only on the stored calendar (qmsflow/engine/calendar_store.py)
+        calendar_store.check(session, rt.calendar, planning=True)
     open_key = definition.open_key(clean)
     if open_key is not None:
         existing = session.scalar(_OPEN_WITH_KEY, {"unit_id": unit.id, "open_key": open_key})
@@ -285,6 +287,8 @@ def _advance(
     # statements (history.append, timers), so the flush at the end has only the rare obligation
     # and end-state changes left: in the profile, flushes cost as much as the rest of a transition.
     to_fulfil = _obligations_fulfilled_by(session, definition, case, event)
+    if starts or to_fulfil:  # it plans deadlines (a fulfilled obligation may recur): on the stored calendar only
+        calendar_store.check(session, rt.calendar, planning=True)
     # The case row's new state, data and version go out in the same UPDATE as the chain head.
     history.append(
         session,

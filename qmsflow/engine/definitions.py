@@ -719,6 +719,16 @@ class _Compiler:
         befores = [r.before for r in timer.reminders]
         if len(set(befores)) != len(befores):
             self.problem(loc + ["reminders"], "two reminders at the same offset")
+        # Steps are known by their position in the plan (timer rows store the next one's index), so
+        # their order must not depend on the calendar: in one unit it is the order of the numbers; with
+        # two units a calendar change could swap two reminders, one would fire twice and one never.
+        reminder_units = sorted({r.unit.value for r in timer.reminders})
+        if len(reminder_units) > 1:
+            self.problem(
+                loc + ["reminders"],
+                f"timer {loc[-1] if loc[-1] != 'timer' else loc[-2]!s}: reminders mix units ({', '.join(reminder_units)}); "
+                "count every reminder of one timer in the same unit",
+            )
         if timer.on_due is not None:
             event = self.spec.events.get(timer.on_due)
             if event is None:
@@ -737,6 +747,13 @@ class _Compiler:
         elif timer.escalation is not None:
             ladder = tuple(timer.escalation)
         offsets = [(lv.unit, lv.after) for lv in ladder]
+        ladder_units = sorted({lv.unit.value for lv in ladder})
+        if len(ladder_units) > 1:  # the same reason as for reminders, above
+            self.problem(
+                loc + ["escalation"],
+                f"timer {loc[-1] if loc[-1] != 'timer' else loc[-2]!s}: escalation levels mix units ({', '.join(ladder_units)}); "
+                "count every level of one ladder in the same unit",
+            )
         for (u1, a1), (u2, a2) in zip(offsets, offsets[1:], strict=False):
             if u1 == u2 and a2 < a1:
                 self.problem(loc + ["escalation"], "ladder levels must not go back in time")

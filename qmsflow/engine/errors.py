@@ -207,6 +207,50 @@ class PeriodOverlap(Conflict):
         return (PeriodOverlap, (self.constraint,))
 
 
+class CalendarMismatch(QmsflowError):
+    """This process's working calendar is not the stored one, so it may not plan or fire deadlines.
+
+    Planning on another calendar than the one the stored timers were planned on would move
+    deadlines back and forth between processes; applying a calendar is an explicit act
+    (``qmsflow calendar replan``, docs/operations.md "Changing the calendar").
+
+    Attributes:
+        process: fingerprint of this process's calendar (its overrides and ``holidays`` version).
+        stored: fingerprint of the stored calendar, or None when none is stored yet.
+        process_holidays: this process's ``holidays`` package version.
+        stored_holidays: the version the stored calendar was applied with ("" when unknown).
+        replanning: the fingerprint a replan now under way applies, or None.
+    """
+
+    def __init__(
+        self, process: str, stored: str | None, process_holidays: str, stored_holidays: str, replanning: str | None = None
+    ) -> None:
+        self.process = process
+        self.stored = stored
+        self.process_holidays = process_holidays
+        self.stored_holidays = stored_holidays
+        self.replanning = replanning
+        super().__init__(process, stored, process_holidays, stored_holidays, replanning)
+
+    def __str__(self) -> str:
+        if self.stored is None:
+            return "no working calendar is stored in the database: run `qmsflow init` to store it"
+        if self.replanning is not None:
+            return (
+                f"the working calendar is being re-planned (to {self.replanning}): deadlines are planned and fired "
+                "again once `qmsflow calendar replan` has finished (run it again if it was stopped)"
+            )
+        why = (
+            f"holidays package {self.process_holidays}, the stored calendar was applied with {self.stored_holidays}"
+            if self.process_holidays != self.stored_holidays
+            else "its calendar file's days differ from the stored days"
+        )
+        return (
+            f"this process's working calendar ({self.process}) is not the stored one ({self.stored}): {why}; "
+            "apply it with `qmsflow calendar replan`, or restart this process with the stored calendar"
+        )
+
+
 class DatabaseBusy(QmsflowError):
     """The database could not take the work now (a lock held past the busy timeout, a deadlock, a
     serialization failure); nothing was changed and the same request may simply be tried again.
@@ -244,6 +288,7 @@ class DatabaseUnavailable(QmsflowError):
 
 
 __all__ = [
+    "CalendarMismatch",
     "ConditionError",
     "ConfigurationError",
     "Conflict",

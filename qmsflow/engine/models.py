@@ -492,6 +492,20 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class CalendarDay(Base):
+    """One day the ``holidays`` package does not know: an extra day off or a make-up working day.
+
+    These rows are the installation's one calendar authority (qmsflow/engine/calendar_store.py); the
+    calendar file only seeds and imports them.
+    """
+
+    __tablename__ = "calendar_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    working: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+
 class EvidenceUpload(Base):
     """An evidence file's upload: staged by its uploader, then attached to one case (or purged on expiry).
 
@@ -548,6 +562,7 @@ __all__ = [
     "AdminLogEntry",
     "AdminLogHead",
     "Base",
+    "CalendarDay",
     "Case",
     "Contact",
     "EmailMessage",

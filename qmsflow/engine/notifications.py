@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage as MimeMessage
 from email.utils import format_datetime, formataddr
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .clock import local_date
 from .db import Database
 from .messages import local_time, text
-from .models import Contact, EmailMessage, InboxItem, Notification, User
+from .models import Contact, EmailMessage, InboxItem, Notification, User, keep_in_step
 
 log = logging.getLogger(__name__)
 
@@ -116,30 +116,65 @@ def recipients(session: Session, notification: Notification) -> tuple[list[User]
     return list(session.scalars(user_query.order_by(User.id))), list(contacts)
 
 
-def route(db: Database, now: datetime, mail: MailSettings, *, batch_size: int = 200) -> int:
-    """Turn pending notifications into inbox items and queued emails; return how many were routed."""
-    routed = 0
-    while True:
+def route(db: Database, now: datetime, mail: MailSettings, *, batch_size: int = 200, max_batches: int | None = None) -> int:
+    """Turn pending notifications into inbox items and queued emails; return how many were routed.
+
+    Each batch is one transaction of the same few statements whatever its size: the batch, its
+    recipients (users and contacts of all its target units at once), one insert each for inbox items
+    and emails, one update of the notifications. ``max_batches`` bounds one call, so a backlog is
+    routed over several scheduler wake-ups while the sweep goes on (``SchedulerService``).
+    """
+    routed = batches = 0
+    while max_batches is None or batches < max_batches:
         with db.write() as session:
             query = select(Notification).where(Notification.status == "pending").order_by(Notification.id).limit(batch_size)
             if not db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
             batch = list(session.scalars(query))
-            for notification in batch:
-                users, contacts = recipients(session, notification)
-                for user in users:
-                    session.add(InboxItem(notification_id=notification.id, user_id=user.id, created_at=now))
-                if mail.enabled:
-                    _queue_emails(session, notification, users, contacts, now, mail)
-                notification.status, notification.routed_at = "routed", now
+            if batch:
+                _route_batch(session, batch, now, mail)
             routed += len(batch)
+            batches += 1
         if len(batch) < batch_size:
-            return routed
+            break
+    return routed
 
 
-def _queue_emails(
-    session: Session, notification: Notification, users: Iterable[User], contacts: Iterable[Contact], now: datetime, mail: MailSettings
-) -> None:
+def _route_batch(session: Session, batch: list[Notification], now: datetime, mail: MailSettings) -> None:
+    unit_ids = {n.target_unit_id for n in batch}
+    roles = {role for n in batch for role in _USER_ROLES[n.target]}
+    province_wide = any(n.target in ("lead", "provincial_pc") for n in batch)
+    unit_clause: ColumnElement[bool] = User.unit_id.in_(unit_ids)
+    if province_wide:
+        unit_clause = unit_clause | User.unit_id.is_(None)
+    users = list(session.scalars(select(User).where(User.active.is_(True), User.role.in_(roles), unit_clause).order_by(User.id)))
+    contacts = list(session.scalars(select(Contact).where(Contact.unit_id.in_(unit_ids)).order_by(Contact.id)))
+    inbox_rows: list[dict[str, object]] = []
+    email_rows: list[dict[str, object]] = []
+    for notification in batch:
+        target, unit_id = notification.target, notification.target_unit_id
+        wide = target in ("lead", "provincial_pc")  # the lead officers and leadership may hold no unit at all
+        to_users = [
+            u for u in users
+            if u.role in _USER_ROLES[target] and (u.unit_id == unit_id or (wide and u.unit_id is None))
+        ]
+        to_contacts = [c for c in contacts if c.unit_id == unit_id and c.role in _CONTACT_ROLES[target]]
+        inbox_rows.extend({"notification_id": notification.id, "user_id": u.id, "created_at": now} for u in to_users)
+        if mail.enabled:
+            email_rows.extend(_emails(notification, to_users, to_contacts, now, mail))
+    if inbox_rows:
+        session.execute(insert(cast(Table, InboxItem.__table__)), inbox_rows)
+    if email_rows:
+        session.execute(insert(cast(Table, EmailMessage.__table__)), email_rows)
+    routed = {"status": "routed", "routed_at": now}
+    session.execute(update(cast(Table, Notification.__table__)).where(Notification.id.in_([n.id for n in batch])).values(**routed))
+    for notification in batch:
+        keep_in_step(notification, routed)
+
+
+def _emails(
+    notification: Notification, users: Iterable[User], contacts: Iterable[Contact], now: datetime, mail: MailSettings
+) -> list[dict[str, object]]:
     addresses: dict[str, str] = {}
     # Escalations are mailed at once to everyone concerned; reminders to the unit's ISO officer only,
     # the officers' own copies wait for the morning digest.
@@ -150,15 +185,15 @@ def _queue_emails(
     for contact in contacts:
         if contact.email:
             addresses.setdefault(contact.email.lower(), contact.name)
-    for address, name in addresses.items():
-        session.add(
-            EmailMessage(
-                message_id=_message_id("n", str(notification.id), address, mail.domain),
-                notification_id=notification.id, kind="notification", to_address=address, to_name=name,
-                subject=notification.subject, body=notification.body, created_at=now, status="pending",
-                attempts=0, next_attempt_at=now,
-            )
-        )
+    return [
+        {
+            "message_id": _message_id("n", str(notification.id), address, mail.domain),
+            "notification_id": notification.id, "kind": "notification", "to_address": address, "to_name": name,
+            "subject": notification.subject, "body": notification.body, "created_at": now, "status": "pending",
+            "attempts": 0, "next_attempt_at": now,
+        }
+        for address, name in addresses.items()
+    ]
 
 
 def queue_digests(db: Database, now: datetime, mail: MailSettings, language: str = "vi") -> int:

@@ -15,6 +15,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import time
+from time import monotonic  # how long a cycle took, never what time it is (that is rt.clock)
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -24,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .clock import LOCAL_TZ, SystemClock
 from .db import Database
+from .errors import CalendarMismatch
 from .evidence import EvidenceStore, PurgeReport, purge_expired
 from .notifications import Mailer, MailSettings, queue_digests, route, send_pending
 from .runtime import Runtime
@@ -42,6 +44,7 @@ class Cycle:
     """What one wake-up of the scheduler did."""
 
     sweep: SweepReport
+    refused: CalendarMismatch | None = None  # the sweep refused: this process's calendar is not the stored one
     routed: int = 0
     sent: int = 0
     send_failed: int = 0
@@ -61,23 +64,50 @@ class SchedulerService:
     worker: str = field(default_factory=worker_name)
     exit_when_idle: bool = False
     evidence: EvidenceStore | None = None
+    route_batches_per_cycle: int = 10
     cycles: int = 0
     _scheduler: BaseScheduler | None = None
+    _overran: bool = False
 
     def run_once(self) -> Cycle:
-        """Sweep due timers, route the outbox, send due email; the unit of work each wake-up runs."""
+        """Sweep due timers, route the outbox, send due email; the unit of work each wake-up runs.
+
+        A process whose calendar is not the stored one fires nothing (``CalendarMismatch``, logged once
+        by calendar_store) but still routes and sends what others fired. Routing is bounded to
+        ``route_batches_per_cycle`` batches, so a backlog of notifications is worked off over several
+        wake-ups and never holds the sweep back; a cycle that outlasts its interval is logged once.
+        """
+        started = monotonic()
         now = self.rt.clock.now()
-        report = sweep(self.db, self.rt, now, batch_size=self.batch_size, worker=self.worker)
-        cycle = Cycle(sweep=report)
-        cycle.routed = route(self.db, now, self.mail)
+        try:
+            report = sweep(self.db, self.rt, now, batch_size=self.batch_size, worker=self.worker)
+        except CalendarMismatch as exc:
+            report = SweepReport()
+            cycle = Cycle(sweep=report, refused=exc)
+        else:
+            cycle = Cycle(sweep=report)
+        cycle.routed = route(self.db, now, self.mail, batch_size=self.batch_size, max_batches=self.route_batches_per_cycle)
         if self.mail.enabled and self.mailer is not None:
             cycle.sent, cycle.send_failed = send_pending(self.db, now, self.mailer, self.mail)
         self.cycles += 1
         if report.fired or cycle.routed or cycle.sent:
             log.info("%s: fired %s steps, routed %s, sent %s", self.worker, report.count, cycle.routed, cycle.sent)
+        self._note_duration(monotonic() - started)
         if self.exit_when_idle and not report.fired and not report.failed_cases and self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         return cycle
+
+    def _note_duration(self, seconds: float) -> None:
+        """Say once that cycles outlast the interval (the next wake-ups are coalesced), and once when they no longer do."""
+        over = seconds > self.interval_seconds
+        if over and not self._overran:
+            log.warning(
+                "%s: a cycle took %.0f s, longer than the %s s interval; wake-ups are coalesced until it catches up",
+                self.worker, seconds, self.interval_seconds,
+            )
+        elif not over and self._overran:
+            log.info("%s: cycles fit in the %s s interval again", self.worker, self.interval_seconds)
+        self._overran = over
 
     def run_digest(self) -> int:
         """Queue the morning digest emails."""

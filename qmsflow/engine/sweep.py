@@ -26,6 +26,7 @@ planned at the sweep's ``now``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
@@ -33,7 +34,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from . import history
+from . import calendar_store, history
 from .cases import advance
 from .clock import local_date
 from .db import Database
@@ -44,7 +45,7 @@ from .models import Case, Notification, Timer, TimerFiring, Unit, keep_in_step
 from .permissions import SYSTEM
 from .runtime import Runtime
 from .timers import Step, plan_steps, timer_key
-from .units import escalation_body
+from .units import Hierarchy
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ def sweep(
     # Look before taking the write lock: most sweeps find nothing due, and on SQLite a write
     # transaction (BEGIN IMMEDIATE) would hold every other writer back just to learn that.
     with db.glance() as connection:
+        # Only on the stored calendar: on another, steps would be planned differently from their rows.
+        calendar_store.check(connection, rt.calendar, planning=False)
         if connection.execute(_ANY_DUE, {"now": now}).first() is None:
             return report
     firing = _Firing(rt, now, worker, report)
@@ -161,6 +164,8 @@ def _sweep_batches(
         session = db.write_factory()
         try:
             with session.begin():
+                # Again in each batch's transaction: a replan may have begun since (it stops sweeps until it ends).
+                calendar_store.check(session, firing.rt.calendar, planning=False)
                 claimed = _claim(session, now, batch_size, firing.failed | previewed, db.is_sqlite)
                 if not claimed:
                     break
@@ -224,6 +229,14 @@ class _Firing:
     failed: set[int] = field(default_factory=set)
     # Cases ordered on the same day share their plans: (workflow, version, timer, start, due) -> steps.
     plans: dict[tuple[str, int, str, date, date], list[Step]] = field(default_factory=dict)
+    # The unit hierarchy on the sweep's day, read once when the first escalation needs it.
+    _hierarchy: Hierarchy | None = None
+
+    def hierarchy(self, session: Session) -> Hierarchy:
+        """The hierarchy escalations of this sweep go up, read in a fixed number of statements on first use."""
+        if self._hierarchy is None:
+            self._hierarchy = Hierarchy.load(session, local_date(self.now))
+        return self._hierarchy
 
     def batch(self, session: Session, claimed: list[Case], due: dict[int, list[Timer]]) -> None:
         """Fire a claimed batch: cases that run a transition one by one, the rest with batched writes."""
@@ -312,7 +325,9 @@ class _Firing:
         while timer.status == "pending" and timer.next_step < len(steps) and steps[timer.next_step].at <= now:
             step = steps[timer.next_step]
             later_due = timer.next_step + 1 < len(steps) and steps[timer.next_step + 1].at <= now
-            outcome, detail = _fire_step(session, self.rt, definition, spec, case, timer, step, steps, now, later_due, bodies, writes)
+            outcome, detail = _fire_step(
+                session, self.rt, definition, spec, case, timer, step, steps, now, later_due, bodies, writes, self.hierarchy
+            )
             writes.firings.append(
                 {
                     "timer_id": timer.id, "step": step.index, "kind": step.kind, "level": step.level, "outcome": outcome,
@@ -355,8 +370,8 @@ def _fire_step(
     later_due: bool,
     bodies: dict[Target, int | None],
     writes: _Writes,
+    hierarchy: Callable[[Session], Hierarchy],
 ) -> tuple[str, str]:
-    on = local_date(now)
     base = {"timer": timer.name, "step": step.index, "due": timer.due_date.isoformat(), "scheduled_at": history.canonical_instant(step.at)}
     if step.kind == "reminder":
         if later_due or now >= step.at + REMINDER_GRACE:
@@ -382,9 +397,11 @@ def _fire_step(
         return "fired", ""
     assert step.target is not None
 
+    units = hierarchy(session)
+
     def body_of(target: Target) -> int | None:
         if target not in bodies:
-            bodies[target] = escalation_body(session, case.unit_id, target, on).unit_id
+            bodies[target] = units.body(case.unit_id, target)
         return bodies[target]
 
     body = body_of(step.target)
@@ -395,8 +412,10 @@ def _fire_step(
         reason = "no_body" if body is None else "same_body"
         writes.history.append(rt.history_key, case, at=now, kind="escalation_skipped", actor=SYSTEM.username, data={**data, "reason": reason})
         return "skipped", reason
-    unit = session.get(Unit, body)  # the batch's units are already in the session
-    unit_code = unit.code if unit else str(body)
+    unit_code = units.codes.get(body)
+    if unit_code is None:  # the case's own unit (unit head): in the session with the batch's units
+        unit = session.get(Unit, body)
+        unit_code = unit.code if unit else str(body)
     writes.history.append(
         rt.history_key, case, at=now, kind="escalated", actor=SYSTEM.username, data={**data, "body": unit_code}
     )

@@ -14,7 +14,7 @@ ghost of a row that no longer existed, and on SQLite the next row reused its id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, cast
@@ -64,8 +64,14 @@ def plan_steps(
     would fall on or before the start are passed over when the timer is opened (``first_step``).
     """
     steps: list[Step] = []
+    # One unit for all of a timer's reminders (the loader refuses a mix), so this order is the order
+    # of their instants on every calendar and a step's index means the same step after a replan.
     for reminder in sorted(spec.reminders, key=lambda r: r.before, reverse=True):
-        day = min(_shift(calendar, due, -reminder.before, reminder.unit), due)
+        day = _shift(calendar, due, -reminder.before, reminder.unit)
+        if reminder.unit is not LengthUnit.WORKING_DAYS:
+            # a reminder counted in calendar days that lands on a day off comes the working day before
+            day = calendar.on_or_before(day)
+        day = min(day, due)
         steps.append(Step(len(steps), "reminder", start_of_local_day(day)))
     steps.append(Step(len(steps), "due", deadline_instant(due)))
     for level, rung in enumerate(ladder, start=1):
@@ -248,35 +254,19 @@ def close_timers(session: Session, case: Case, now: datetime, *, obligation_id: 
     return cancel(session, list(session.scalars(query)), now)
 
 
-def replan(
-    session: Session,
-    calendar: WorkingCalendar,
-    definition_of: Callable[[int], Definition],
-    since: date | None = None,
-) -> list[tuple[Timer, date, date]]:
-    """Recompute the due dates of pending timers (after a calendar change); return what moved.
+def replanned(timer: Timer, definition: Definition, calendar: WorkingCalendar) -> dict[str, Any] | None:
+    """Return the timer's new due date, due instant and next instant on ``calendar``, or None if none moves.
 
-    ``definition_of(case_id)`` returns the definition a timer's case runs on. Only timers that
-    started on or before the latest changed date can move; ``since`` narrows the scan to those whose
-    due date is on or after it.
+    The timer keeps its next step: the plan has the same shape on every calendar (``plan_steps``).
     """
-    moved = []
-    query = select(Timer).where(Timer.status == "pending")
-    if since is not None:
-        query = query.where(Timer.due_date >= since)
-    for timer in session.scalars(query):
-        definition = definition_of(timer.case_id)
-        key = timer_key(timer)
-        spec = definition.timer_spec(key)
-        due = calendar.due_date(timer.start_date, spec.length, spec.unit)
-        steps = plan_steps(spec, definition.ladder(key), timer.start_date, due, calendar)
-        if due != timer.due_date or (timer.next_step < len(steps) and steps[timer.next_step].at != timer.next_at):
-            old = timer.due_date
-            timer.due_date = due
-            timer.due_at = deadline_instant(due)
-            timer.next_at = steps[timer.next_step].at if timer.next_step < len(steps) else None
-            moved.append((timer, old, due))
-    return moved
+    key = timer_key(timer)
+    spec = definition.timer_spec(key)
+    due = calendar.due_date(timer.start_date, spec.length, spec.unit)
+    steps = plan_steps(spec, definition.ladder(key), timer.start_date, due, calendar)
+    next_at = steps[timer.next_step].at if timer.next_step < len(steps) else None
+    if due == timer.due_date and next_at == timer.next_at:
+        return None
+    return {"due_date": due, "due_at": deadline_instant(due), "next_at": next_at}
 
 
 __all__ = [
@@ -288,7 +278,7 @@ __all__ = [
     "open_state_timers",
     "open_timer",
     "plan_steps",
-    "replan",
+    "replanned",
     "resolve_start",
     "resolve_starts",
     "start_of_local_day",

@@ -519,8 +519,60 @@ def escalation_body(session: Session, unit_id: int, target: Target, on: date) ->
     return EscalationBody(target, top)
 
 
+@dataclass(frozen=True)
+class Hierarchy:
+    """The unit hierarchy as it stands on one day, read once for many escalations (a sweep).
+
+    Resolving each escalation with ``escalation_body`` costs a statement or more per case (the
+    parent, the lead unit, the chain up to the province); a sweep batch of 200 escalations cost
+    two to three statements per case (bench/RESULTS.md). This reads the links once, in a fixed
+    number of statements, and answers ``escalation_body``'s question from memory.
+    """
+
+    on: date
+    parents: dict[int, int]
+    lead_id: int | None
+    province_pcs: frozenset[int]
+    codes: dict[int, str]  # the code of every unit an escalation can go to
+
+    @classmethod
+    def load(cls, session: Session, on: date) -> Hierarchy:
+        """Read the links valid on ``on``, the lead unit, the province PCs and their codes (four statements)."""
+        parents = dict(
+            session.execute(select(UnitParent.unit_id, UnitParent.parent_id).where(_valid_on(UnitParent, on))).tuples().all()
+        )
+        lead = session.scalar(select(Unit.id).where(Unit.is_lead.is_(True), _valid_on(Unit, on)).order_by(Unit.id).limit(1))
+        pcs = frozenset(session.scalars(select(Unit.id).where(Unit.kind == UnitKind.PROVINCE_PC.value)))
+        bodies = set(parents.values()) | set(pcs) | ({lead} if lead is not None else set())
+        codes = dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(bodies))).tuples().all()) if bodies else {}
+        return cls(on, parents, lead, pcs, codes)
+
+    def ancestors(self, unit_id: int) -> list[int]:
+        """The chain of parents above ``unit_id``, nearest first (as ``ancestor_ids``)."""
+        chain: list[int] = []
+        current: int | None = unit_id
+        while current is not None:
+            current = self.parents.get(current)
+            if current is None or current in chain or current == unit_id:
+                break
+            chain.append(current)
+        return chain
+
+    def body(self, unit_id: int, target: Target) -> int | None:
+        """The unit that is ``target`` for ``unit_id`` (as ``escalation_body``), or None when there is none."""
+        if target is Target.UNIT_HEAD:
+            return unit_id
+        if target is Target.SUPERVISOR:
+            return self.parents.get(unit_id)
+        if target is Target.LEAD:
+            return self.lead_id
+        chain = [unit_id, *self.ancestors(unit_id)]
+        return next((u for u in reversed(chain) if u in self.province_pcs), None)
+
+
 __all__ = [
     "EscalationBody",
+    "Hierarchy",
     "UnitKind",
     "ancestor_ids",
     "change_unit",

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from .. import bootstrap
 from ..config import Settings, load_settings
+from ..engine import calendar_store
 from ..engine.clock import Clock, SystemClock
 from ..engine.db import Database
 from ..engine.runtime import Runtime
@@ -52,7 +53,17 @@ def create_app(
         """Liveness and database reachability, for the operator's monitoring."""
         with database.read() as session:
             session.execute(text("SELECT 1"))
-        return jsonify(status="ok", workflows=[f"{d.name}@{d.version}" for d in rt.registry.definitions()])
+            stored = calendar_store.stored(session)
+        refusal = stored.refusal(rt.calendar, planning=True)
+        if refusal is not None:
+            # this process would refuse to plan deadlines (CalendarMismatch): not healthy, and says why
+            return jsonify(
+                status="calendar_mismatch", detail=str(refusal), calendar=refusal.process, stored_calendar=refusal.stored,
+                replanning=refusal.replanning,
+            ), 503
+        return jsonify(
+            status="ok", calendar=stored.fingerprint, workflows=[f"{d.name}@{d.version}" for d in rt.registry.definitions()]
+        )
 
     return app
 

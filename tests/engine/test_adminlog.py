@@ -8,10 +8,10 @@ from datetime import date
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from qmsflow.engine import SYSTEM, CalendarOverrides, Conflict, Database, FixedClock, Runtime, WorkingCalendar
+from qmsflow.engine import SYSTEM, CalendarOverrides, Conflict, Database, FixedClock, Runtime, WorkingCalendar, calendar_store
 from qmsflow.engine.adminlog import canonical_bytes, verify
-from qmsflow.engine.models import AdminLogEntry, AdminLogHead, Unit
-from qmsflow.engine.replanning import apply_calendar, apply_calendar_if_changed
+from qmsflow.engine.models import AdminLogEntry, AdminLogHead, Meta, Unit
+from qmsflow.engine.replanning import replan_calendar
 from qmsflow.engine.units import UnitKind, create_unit, set_contact, set_parent
 from qmsflow.engine.users import create_user
 from tests.conftest import HISTORY_KEY, PROVINCE_UNITS, PROVINCE_USERS, Province
@@ -98,22 +98,33 @@ def test_a_contact_change_writes_one_row_and_a_write_that_changes_nothing_writes
     assert _last_seq(db) == start + 1
 
 
-def test_applying_a_calendar_writes_one_row_with_the_fingerprints(db: Database, rt: Runtime, province: Province) -> None:
+def test_applying_a_calendar_logs_who_began_and_finished_it(db: Database, rt: Runtime, province: Province) -> None:
+    with db.write() as session:  # the fixture stored the shipped calendar: seeding again does nothing
+        assert not calendar_store.seed(session, rt.calendar, rt.history_key, SYSTEM, rt.clock.now())
     start = _last_seq(db)
-    with db.write() as session:
-        apply_calendar_if_changed(session, rt)  # a new database: the system records the first fingerprint
     extra = CalendarOverrides.from_mapping({2026: {"days_off": ["2026-03-05"]}})
     changed = Runtime(registry=rt.registry, calendar=WorkingCalendar(extra), clock=rt.clock, history_key=rt.history_key)
-    with db.write() as session:
-        apply_calendar(session, changed, actor=province.actors["admin"])
-    with db.write() as session:
-        assert apply_calendar_if_changed(session, changed) is None  # unchanged: nothing done, nothing logged
-    first, second = _rows(db, start)
-    assert (first.actor, first.action, first.before) == ("system", "calendar.apply", {"fingerprint": None})
-    assert first.after == {"fingerprint": rt.calendar.overrides.fingerprint(), "deadlines_moved": 0}
-    assert (second.actor, second.before) == ("admin", {"fingerprint": rt.calendar.overrides.fingerprint()})
-    assert second.after == {"fingerprint": extra.fingerprint(), "deadlines_moved": 0}
+    report = replan_calendar(db, changed, actor=province.actors["admin"])
+    assert report.applied and report.moved == []
+    began, finished = _rows(db, start)
+    assert (began.actor, began.action) == ("admin", "calendar.replan")
+    assert began.before == {"fingerprint": rt.calendar.fingerprint(), "holidays": rt.calendar.holidays_version}
+    assert began.after == {"fingerprint": changed.calendar.fingerprint(), "holidays": rt.calendar.holidays_version, "days": 1}
+    assert (finished.actor, finished.action) == ("admin", "calendar.apply")
+    assert finished.before == {"fingerprint": rt.calendar.fingerprint()}
+    assert finished.after == {"fingerprint": changed.calendar.fingerprint(), "deadlines_moved": 0}
     assert _problems(db) == []
+
+
+def test_seeding_a_new_database_is_logged_as_the_system(db: Database, rt: Runtime) -> None:
+    with db.write() as session:
+        session.execute(delete(Meta))
+    start = _last_seq(db)
+    with db.write() as session:
+        assert calendar_store.seed(session, rt.calendar, rt.history_key, SYSTEM, rt.clock.now())
+    (row,) = _rows(db, start)
+    assert (row.actor, row.action, row.before) == ("system", "calendar.apply", {"fingerprint": None})
+    assert row.after == {"fingerprint": rt.calendar.fingerprint(), "deadlines_moved": 0}
 
 
 def test_an_edited_row_is_reported(db: Database, province: Province) -> None:

@@ -47,6 +47,8 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "label_missing_language": ("states.done.label.en", "Field required"),
     "default_branch_not_last": ("events.finish.branches.0", "only the last branch may omit 'when'"),
     "initial_state_unknown": ("initial", "unknown state 'drafting'"),
+    "mixed_unit_reminders": ("states.draft.timers.draft_due.reminders", "timer draft_due: reminders mix units (days, working_days)"),
+    "mixed_unit_ladder": ("states.draft.timers.draft_due.escalation", "timer draft_due: escalation levels mix units"),
 }
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from qmsflow.engine import SYSTEM, CalendarOverrides, Database, Runtime, WorkingCalendar, open_case
+from qmsflow.engine import SYSTEM, CalendarOverrides, Database, Runtime, WorkingCalendar, calendar_store, open_case
 from qmsflow.engine.cases import pending_timers
-from qmsflow.engine.models import Case, HistoryEntry, Timer
-from qmsflow.engine.replanning import apply_calendar, apply_calendar_if_changed, stored_fingerprint
+from qmsflow.engine.models import CalendarDay, Case, HistoryEntry, Meta, Timer
+from qmsflow.engine.replanning import apply_calendar, stored_fingerprint
 from tests.conftest import Province
 
 
@@ -93,21 +93,24 @@ def test_the_plan_has_the_same_shape_when_a_reminder_falls_before_the_start(rt: 
     assert first_step(early_start, date(2026, 1, 5)) == 0
 
 
-def test_schedulers_starting_together_on_a_new_database_replan_once(db: Database, rt: Runtime, province: Province) -> None:
-    # Regression: with no fingerprint row yet there was nothing to lock; every starter re-planned and
+def test_inits_starting_together_on_a_new_database_store_the_calendar_once(db: Database, rt: Runtime) -> None:
+    # Regression: with no fingerprint row yet there was nothing to lock; every starter stored it and
     # all but one failed on the duplicate key.
+    with db.write() as session:
+        session.execute(delete(Meta))
+        session.execute(delete(CalendarDay))
     with db.read() as session:
         assert stored_fingerprint(session) is None
     starters = 4
     barrier = threading.Barrier(starters)
-    results: list[object] = []
+    results: list[bool] = []
     errors: list[BaseException] = []
 
     def start() -> None:
         try:
             barrier.wait()
             with db.write() as session:
-                results.append(apply_calendar_if_changed(session, rt))
+                results.append(calendar_store.seed(session, rt.calendar, rt.history_key, SYSTEM, rt.clock.now()))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -117,6 +120,7 @@ def test_schedulers_starting_together_on_a_new_database_replan_once(db: Database
     for t in threads:
         t.join()
     assert errors == []
-    assert sum(1 for r in results if r is not None) == 1 and len(results) == starters
+    assert sorted(results) == [False] * (starters - 1) + [True]
     with db.read() as session:
-        assert stored_fingerprint(session) == rt.calendar.overrides.fingerprint()
+        assert stored_fingerprint(session) == rt.calendar.fingerprint()
+        assert calendar_store.load_overrides(session) == rt.calendar.overrides

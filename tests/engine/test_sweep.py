@@ -14,7 +14,7 @@ from qmsflow.engine.history import verify_all
 from qmsflow.engine.models import Case, HistoryEntry, InboxItem, Notification, Timer, TimerFiring, User
 from qmsflow.engine.notifications import MailSettings, route
 from qmsflow.engine.sweep import sweep
-from qmsflow.engine.units import UnitKind, create_unit
+from qmsflow.engine.units import Hierarchy, UnitKind, create_unit
 from tests.conftest import HISTORY_KEY, Province, allow_another_open_case, local
 
 MINUTES = {"inspection_decision": "88/QĐ", "minutes_number": "14/BB", "findings": "Chưa cập nhật quy trình"}
@@ -129,15 +129,15 @@ def test_one_broken_case_is_logged_and_skipped_and_never_stops_the_sweep(
 ) -> None:
     good = _corrective(db, rt, province, "THPT-TNH", "2025-10-01")
     bad = _corrective(db, rt, province, "THCS-MT", "2025-10-01")
-    real = sweep_module.escalation_body
+    real = Hierarchy.body
     bad_unit = province.units["THCS-MT"].id
 
-    def broken(session, unit_id, target, on):  # type: ignore[no-untyped-def]
+    def broken(self, unit_id, target):  # type: ignore[no-untyped-def]
         if unit_id == bad_unit:
             raise RuntimeError("corrupt hierarchy")
-        return real(session, unit_id, target, on)
+        return real(self, unit_id, target)
 
-    monkeypatch.setattr(sweep_module, "escalation_body", broken)
+    monkeypatch.setattr(Hierarchy, "body", broken)
     report = sweep(db, rt, local(date(2026, 1, 20)))
     assert report.failed_cases == [bad]
     assert {f.case_id for f in report.fired} == {good}
@@ -145,7 +145,7 @@ def test_one_broken_case_is_logged_and_skipped_and_never_stops_the_sweep(
     with db.read() as session:
         # the broken case's work was rolled back whole, to be retried
         assert session.scalar(select(func.count()).select_from(HistoryEntry).where(HistoryEntry.case_id == bad)) == 1
-    monkeypatch.setattr(sweep_module, "escalation_body", real)
+    monkeypatch.setattr(Hierarchy, "body", real)
     retried = sweep(db, rt, local(date(2026, 1, 20)))
     assert {f.case_id for f in retried.fired} == {bad} and retried.failed_cases == []
 

@@ -18,7 +18,7 @@ On PostgreSQL these are ``EXCLUDE USING gist`` constraints over ``daterange(vali
 qmsflow/engine/db.py turns into ``PeriodOverlap`` on both backends.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03
 """
 
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
