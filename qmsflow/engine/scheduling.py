@@ -67,7 +67,7 @@ class SchedulerService:
         now = self.rt.clock.now()
         report = sweep(self.db, self.rt, now, batch_size=self.batch_size, worker=self.worker)
         cycle = Cycle(sweep=report)
-        cycle.routed = route(self.db, now, self.mail)
+        cycle.routed = route(self.db, now, self.mail, language=self.rt.language)
         if self.mail.enabled and self.mailer is not None:
             cycle.sent, cycle.send_failed = send_pending(self.db, now, self.mailer, self.mail)
         self.cycles += 1
