@@ -74,6 +74,7 @@ class App:
 
     clock: Clock | None = None
     debug: bool = False
+    language: str = "en"  # what the command line prints in: --language / QMSFLOW_CLI_LANGUAGE (README.md)
     application_name: str = "qmsflow-cli"
     _settings: Settings | None = None
     _db: Database | None = None
@@ -146,9 +147,25 @@ class App:
         return self._rt
 
 
+def _language() -> str:
+    """The language of this command's output: the root App's, English outside a command."""
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_root().obj if ctx is not None else None
+    return app.language if isinstance(app, App) else "en"
+
+
+def _say(key: str, **values: Any) -> str:
+    """Return the command-line sentence ``key`` (``language.CLI``) in the command's language."""
+    from .engine.language import CLI, render
+
+    return render(_language(), CLI[key], values)
+
+
 def fail(exc: QmsflowError) -> NoReturn:
-    """Print an engine error the way an operator can act on, and exit with its code."""
-    click.echo(f"error: {exc}", err=True)
+    """Print an engine error the way an operator can act on, in the command's language, and exit with its code."""
+    from .engine.language import describe
+
+    click.echo(_say("error", message=describe(exc, _language())), err=True)
     sys.exit(exit_code(exc))
 
 
@@ -223,10 +240,14 @@ class _Main(click.Group):
 
 @click.group(cls=_Main)
 @click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error instead of a one-line message.")
+@click.option(
+    "--language", type=click.Choice(["en", "vi"]), default="en", envvar="QMSFLOW_CLI_LANGUAGE", show_envvar=True,
+    show_default=True, help="Language of messages, errors and labels (vi: tiếng Việt).",
+)
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, language: str) -> None:
     """qmsflow: ISO 9001 quality management lifecycles for Vietnamese public bodies."""
-    ctx.obj = App(debug=debug)
+    ctx.obj = App(debug=debug, language=language)
 
 
 def _app(ctx: click.Context) -> App:
@@ -369,7 +390,7 @@ def users_create(
             session, username=username, role=role, unit=unit, email=email, full_name=full_name, password=password, now=now,
             rt=app.rt, actor=_operator(),
         )
-        click.echo(f"created user {user.username} ({user.role}{', ' + unit.name if unit else ''})")
+        click.echo(_say("created_user", username=user.username, role=user.role, unit=f", {unit.name}" if unit else ""))
 
 
 @users.command("list")
@@ -430,7 +451,7 @@ def workflows_list(ctx: click.Context) -> None:
     app = _app(ctx)
     with engine_errors():
         for d in app.registry.definitions():
-            click.echo(f"{d.name} v{d.version}  {d.spec.label.get(app.settings.default_language)}")
+            click.echo(f"{d.name} v{d.version}  {d.spec.label.get(app.language)}")
             click.echo(f"  states: {', '.join(d.spec.states)}")
             click.echo(f"  events: {', '.join(d.spec.events)}")
             if d.spec.obligations:
@@ -456,15 +477,15 @@ def _parse_data(items: tuple[str, ...]) -> dict[str, Any]:
             try:
                 loaded = json.loads(item)
             except json.JSONDecodeError as exc:
-                raise ValidationFailed([FieldProblem("--data", f"not valid JSON: {exc.msg}")]) from None
+                raise ValidationFailed([FieldProblem("--data", "invalid_json", {"detail": exc.msg})]) from None
             if not isinstance(loaded, dict):
-                raise ValidationFailed([FieldProblem("--data", "JSON data must be an object")])
+                raise ValidationFailed([FieldProblem("--data", "json_not_object")])
             data.update(loaded)
         elif "=" in item:
             key, value = item.split("=", 1)
             data[key.strip()] = value
         else:
-            raise ValidationFailed([FieldProblem("--data", f"{item!r}: use key=value or a JSON object")])
+            raise ValidationFailed([FieldProblem("--data", "data_item", {"item": repr(item)})])
     return data
 
 
@@ -486,10 +507,10 @@ def _check_filters(registry: Registry, workflow: str | None, state: str | None) 
     definitions = [d for d in registry.definitions() if workflow in (None, d.name)]
     if workflow and not definitions:
         known = sorted({d.name for d in registry.definitions()})
-        raise ValidationFailed([FieldProblem("--workflow", f"no workflow {workflow!r}; known: {', '.join(known)}")])
+        raise ValidationFailed([FieldProblem("--workflow", "no_workflow", {"value": repr(workflow), "known": ", ".join(known)})])
     states = sorted({s for d in definitions for s in d.spec.states})
     if state and state not in states:
-        raise ValidationFailed([FieldProblem("--state", f"no state {state!r}{_closest(state, states)}; known: {', '.join(states)}")])
+        raise ValidationFailed([FieldProblem("--state", "no_state", {"value": f"{state!r}{_closest(state, states)}", "known": ", ".join(states)})])
 
 
 def _closest(word: str, choices: list[str]) -> str:
@@ -523,7 +544,7 @@ def cases_list(ctx: click.Context, as_user: str, workflow: str | None, state: st
             ], ensure_ascii=False))
             return
         for c in rows:
-            label = app.rt.registry.get(c.workflow, c.workflow_version).spec.states[c.state].label.get(app.rt.language)
+            label = app.rt.registry.get(c.workflow, c.workflow_version).spec.states[c.state].label.get(app.language)
             click.echo(f"#{c.id:<5} {units[c.unit_id].code:<9} {c.workflow:<18} v{c.version:<3} {c.state:<13} {label}")
 
 
@@ -539,29 +560,32 @@ def cases_show(ctx: click.Context, case_id: int, as_user: str) -> None:
     from .engine.timeline import case_timeline
 
     app = _app(ctx)
-    lang = app.rt.language
+    lang = app.language
     with engine_errors(), app.db.read() as session:
         actor = _actor(session, as_user)
         case = cases.get_case(session, app.rt, actor, case_id)
         definition = app.rt.registry.get(case.workflow, case.workflow_version)
-        click.echo(f"case #{case.id}  {case.unit.name} ({case.unit.code})")
-        click.echo(f"workflow {case.workflow} v{case.workflow_version}  version {case.version}")
-        click.echo(f"state    {case.state}: {definition.spec.states[case.state].label.get(lang)}")
+        click.echo(_say("show_case", id=case.id, unit=case.unit.name, code=case.unit.code))
+        click.echo(_say("show_workflow", workflow=case.workflow, version=case.workflow_version, case_version=case.version))
+        click.echo(_say("show_state", state=case.state, label=definition.spec.states[case.state].label.get(lang)))
         if case.data:
-            click.echo("data:")
+            click.echo(_say("show_data"))
             for k, v in sorted(case.data.items()):
                 click.echo(f"  {k} = {v}")
-        allowed = [a.event if a.enabled else f"{a.event} (not yet: {a.reason})" for a in allowed_events(session, app.rt, actor, case)]
-        click.echo(f"events you may fire: {', '.join(allowed) or '-'}")
-        for t in case_deadlines(session, app.rt, actor, case):
-            click.echo(
-                f"timer  {t.name:<24} due {t.due_date} (passes {_local(t.due_at)}), next step at {_local(t.next_at)}, "
-                f"{t.working_days_left} working days left{' LATE' if t.late else ''}"
-            )
+        allowed = [
+            a.event if a.enabled else _say("not_yet", event=a.event, reason=a.reason)
+            for a in allowed_events(session, app.rt, actor, case, language=lang)
+        ]
+        click.echo(_say("show_events", events=", ".join(allowed) or "-"))
+        for t in case_deadlines(session, app.rt, actor, case, language=lang):
+            click.echo(_say(
+                "show_timer", name=f"{t.name:<24}", due=t.due_date, passes=_local(t.due_at), next=_local(t.next_at),
+                days=t.working_days_left, late=_say("late") if t.late else "",
+            ))
         for ob in cases.open_obligations(session, case):
-            click.echo(f"obligation {ob.name} (cycle {ob.cycle}) open since {_local(ob.opened_at)}")
-        click.echo("history:")
-        for h in case_timeline(session, app.rt, actor, case.id):
+            click.echo(_say("show_obligation", name=ob.name, cycle=ob.cycle, since=_local(ob.opened_at)))
+        click.echo(_say("show_history"))
+        for h in case_timeline(session, app.rt, actor, case.id, language=lang):
             move = f"{h.from_state or ''} -> {h.to_state}" if h.to_state else ""
             click.echo(f"  {h.seq:>3} {_local(h.at)} {h.actor_name:<14} {h.kind:<20} {h.event or '':<24} {move}")
 
@@ -583,7 +607,7 @@ def cases_open(ctx: click.Context, unit_code: str, workflow: str, as_user: str, 
         actor = _actor(session, as_user)
         unit = unit_by_code(session, unit_code, local_date(app.now_clock().now()))
         case = cases.open_case(session, app.rt, actor, unit, workflow, _parse_data(data_items))
-        click.echo(f"opened case #{case.id} ({case.workflow}, {case.state})")
+        click.echo(_say("opened", id=case.id, workflow=case.workflow, state=case.state))
 
 
 @cases_group.command("advance")
@@ -612,7 +636,10 @@ def cases_advance(
             )
         except InvalidTransition as exc:
             raise _unknown_event(session, app, exc) from None
-        click.echo(f"case #{case_id}: {result.event}: {result.from_state} -> {result.to_state} (version {result.case.version})")
+        click.echo(_say(
+            "advanced", id=case_id, event=result.event, from_state=result.from_state, to_state=result.to_state,
+            version=result.case.version,
+        ))
 
 
 def _unknown_event(session: Any, app: App, exc: Any) -> Any:

@@ -24,6 +24,7 @@ from .permissions import Actor, Scope, visible_units
 from .runtime import Runtime
 
 MAX_SEARCH = 100
+_ANY_WORKFLOW = {"vi": "mọi quy trình", "en": "any workflow"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def _flag(name: str, value: object, problems: list[FieldProblem]) -> bool | None
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    problems.append(FieldProblem(name, "true or false"))
+    problems.append(FieldProblem(name, "not_a_boolean"))
     return None
 
 
@@ -86,7 +87,7 @@ def parse_filter(rt: Runtime, raw: Mapping[str, object] | None) -> CaseFilter:
     known = {f.name for f in fields(CaseFilter)} | {"unit", "q"}
     for key in raw:
         if key not in known:
-            problems.append(FieldProblem(key, "unknown filter"))
+            problems.append(FieldProblem(key, "unknown_filter"))
     unit_raw = raw.get("unit_id", raw.get("unit"))
     unit_id: int | None = None
     if unit_raw is not None and unit_raw != "":
@@ -95,12 +96,12 @@ def parse_filter(rt: Runtime, raw: Mapping[str, object] | None) -> CaseFilter:
         elif isinstance(unit_raw, str) and unit_raw.strip().isdigit():
             unit_id = int(unit_raw.strip())
         else:
-            problems.append(FieldProblem("unit", "a unit id"))
+            problems.append(FieldProblem("unit", "a_unit_id"))
     texts: dict[str, str | None] = {}
     for key in ("workflow", "state", "search"):
         value = raw.get(key, raw.get("q")) if key == "search" else raw.get(key)
         if value is not None and not isinstance(value, str):
-            problems.append(FieldProblem(key, "text"))
+            problems.append(FieldProblem(key, "not_text"))
             value = None
         texts[key] = value or None
     late = _flag("late", raw.get("late"), problems)
@@ -117,21 +118,21 @@ def check_filter(rt: Runtime, f: CaseFilter) -> CaseFilter:
     problems: list[FieldProblem] = []
     definitions = rt.registry.definitions()
     if f.workflow is not None and f.workflow not in {d.name for d in definitions}:
-        problems.append(FieldProblem("workflow", f"unknown workflow {f.workflow!r}"))
+        problems.append(FieldProblem("workflow", "unknown_workflow", {"value": repr(f.workflow)}))
     if f.state is not None:
         states = {s for d in definitions if f.workflow in (None, d.name) for s in d.spec.states}
         if f.state not in states:
-            problems.append(FieldProblem("state", f"no state {f.state!r} in {f.workflow or 'any workflow'}"))
+            problems.append(FieldProblem("state", "unknown_state", {"value": repr(f.state), "workflow": f.workflow or _ANY_WORKFLOW}))
     if f.unit_id is not None and (not isinstance(f.unit_id, int) or isinstance(f.unit_id, bool) or f.unit_id < 1):
-        problems.append(FieldProblem("unit", "a unit id"))
+        problems.append(FieldProblem("unit", "a_unit_id"))
     for name in ("late", "escalated"):
         if getattr(f, name) is not None and not isinstance(getattr(f, name), bool):
-            problems.append(FieldProblem(name, "true or false"))
+            problems.append(FieldProblem(name, "not_a_boolean"))
     search = f.search
     if search is not None:
         search = search.strip() if isinstance(search, str) else None
         if search is None or not search or len(search) > MAX_SEARCH:
-            problems.append(FieldProblem("search", f"1 to {MAX_SEARCH} characters"))
+            problems.append(FieldProblem("search", "text_length", {"low": 1, "high": MAX_SEARCH}))
     if problems:
         raise ValidationFailed(problems)
     return CaseFilter(f.workflow, f.state, f.unit_id, f.late, f.escalated, search)

@@ -160,7 +160,7 @@ def _open_case(
     if decision is Decision.NOT_PERMITTED:
         raise NotPermitted(actor.username, f"open a {workflow} case")
     if not unit.valid_on(today):
-        raise GuardFailed(None, "open", [FieldProblem("unit", f"{unit.code} does not exist on {today}")])
+        raise GuardFailed(None, "open", [FieldProblem("unit", "unit_not_on", {"unit": unit.code, "day": today})])
     clean, problems = clean_fields(definition.spec.start_fields, data, today)
     if problems:
         raise GuardFailed(None, "open", problems)
@@ -269,12 +269,12 @@ def _advance(
     guard = definition.guards.get(event)
     outcome = guard.outcome(merged) if guard is not None else None
     if guard is not None and outcome is not None and not outcome.holds:
-        message = event_spec.guard_message.get(rt.language) if event_spec.guard_message else guard.source
-        undecided = [FieldProblem(name, "missing: the guard cannot be decided without it") for name in outcome.missing]
-        raise GuardFailed(case.id, event, [FieldProblem("guard", message), *undecided])
+        reason = event_spec.guard_message.model_dump() if event_spec.guard_message else guard.source
+        undecided = [FieldProblem(name, "undecided") for name in outcome.missing]
+        raise GuardFailed(case.id, event, [FieldProblem("guard", "guard", {"event": event, "reason": reason}), *undecided])
     to_state = compiled.fire(case.state, event, merged)
     if to_state is None:
-        raise GuardFailed(case.id, event, [FieldProblem("branches", "no branch condition holds")])
+        raise GuardFailed(case.id, event, [FieldProblem("branches", "no_branch")])
     from_state = case.state
     entering = to_state if to_state != from_state else None
     # The last check: every deadline this transition opens can be planned (a GuardFailed of this event).

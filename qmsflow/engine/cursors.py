@@ -34,7 +34,7 @@ def decode_cursor(cursor: str | None, filters: str) -> int | None:
     """Return the row id a cursor resumes after (None for the first page); ValidationFailed if bad."""
     if cursor is None:
         return None
-    bad = ValidationFailed([FieldProblem("cursor", "not a cursor of this list; start again from the first page")])
+    bad = ValidationFailed([FieldProblem("cursor", "bad_cursor")])
     if not isinstance(cursor, str) or not cursor or len(cursor) > 200:
         raise bad
     try:
@@ -52,7 +52,7 @@ def decode_cursor(cursor: str | None, filters: str) -> int | None:
 def check_page_size(page_size: object, maximum: int = MAX_PAGE_SIZE) -> int:
     """Return ``page_size`` if it is an integer from 1 to ``maximum``; ValidationFailed otherwise."""
     if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= maximum:
-        raise ValidationFailed([FieldProblem("page_size", f"an integer from 1 to {maximum}")])
+        raise ValidationFailed([FieldProblem("page_size", "integer_range", {"low": 1, "high": maximum})])
     return page_size
 
 

@@ -128,9 +128,9 @@ def upcoming_deadlines(
     """Return the pending deadlines of every case the actor sees, by their next step (one statement)."""
     problems = []
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_DEADLINES:
-        problems.append(FieldProblem("limit", f"an integer from 1 to {MAX_DEADLINES}"))
+        problems.append(FieldProblem("limit", "integer_range", {"low": 1, "high": MAX_DEADLINES}))
     if due_before is not None and due_before.tzinfo is None:
-        problems.append(FieldProblem("due_before", "an instant with a UTC offset"))
+        problems.append(FieldProblem("due_before", "aware_instant"))
     if problems:
         raise ValidationFailed(problems)
     return _deadlines(session, rt, actor, case_id=None, due_before=due_before, limit=limit, language=language)

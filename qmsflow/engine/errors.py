@@ -6,6 +6,8 @@ The web layer maps these to HTTP status codes in one place; the engine never rai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import Any
 
 
 class QmsflowError(Exception):
@@ -127,10 +129,28 @@ class InvalidTransition(QmsflowError):
 
 @dataclass
 class FieldProblem:
-    """One problem with one submitted field."""
+    """One problem with one submitted field, as a code and parameters, never a sentence.
+
+    Attributes:
+        field: the field (or option, or "guard") the problem is about.
+        code: what is wrong, a key of ``language.PROBLEMS`` (``required``, ``max_length``, ...).
+        params: what the sentence needs (``{"n": 8}``); a value may be a text in both languages.
+    """
 
     field: str
-    message: str
+    code: str
+    params: dict[str, Any] = _field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        """The problem in English (logs, ``str`` of an error); a reader's language: ``render``."""
+        return self.render("en")
+
+    def render(self, language: str) -> str:
+        """The problem as a sentence in ``language`` (``vi`` or ``en``)."""
+        from .language import problem_text
+
+        return problem_text(self, language)
 
 
 class GuardFailed(QmsflowError):

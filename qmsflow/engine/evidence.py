@@ -70,7 +70,7 @@ class PurgeReport:
 
 
 def _refuse(message: str) -> ValidationFailed:
-    return ValidationFailed([FieldProblem("file", message)])
+    return ValidationFailed([FieldProblem("file", "file_refused", {"reason": message})])
 
 
 def _check_png(path: Path, size: int) -> None:
@@ -162,9 +162,9 @@ def clean_name(name: str) -> str:
     """Return the file's display name without any folder part; ValidationFailed when nothing usable is left."""
     base = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
     if not base or base in {".", ".."} or any(unicodedata.category(c).startswith("C") for c in base):
-        raise ValidationFailed([FieldProblem("name", "a file name without control characters is required")])
+        raise ValidationFailed([FieldProblem("name", "file_name")])
     if len(base) > 255:
-        raise ValidationFailed([FieldProblem("name", "at most 255 characters")])
+        raise ValidationFailed([FieldProblem("name", "max_length", {"n": 255})])
     return base
 
 
@@ -255,7 +255,7 @@ def check_claim(
     """
     ids = list(upload_ids)
     if len(set(ids)) != len(ids):
-        raise ValidationFailed([FieldProblem("evidence", "an upload is given more than once")])
+        raise ValidationFailed([FieldProblem("evidence", "given_twice")])
     if not ids:
         return []
     if decide(session, actor, "view", unit_id=unit_id, on=local_date(now)) is Decision.NOT_VISIBLE:

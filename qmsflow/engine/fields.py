@@ -19,13 +19,13 @@ def clean_fields(
 ) -> tuple[dict[str, Any], list[FieldProblem]]:
     """Return the cleaned values and every problem: unknown, missing, mistyped or out-of-range fields."""
     if raw is not None and not isinstance(raw, Mapping):
-        return {}, [FieldProblem("data", "must be an object of field names and values")]
+        return {}, [FieldProblem("data", "not_an_object")]
     raw = dict(raw or {})
     clean: dict[str, Any] = {}
     problems: list[FieldProblem] = []
     for name in raw:
         if name not in specs:
-            problems.append(FieldProblem(name, "unknown field for this event"))
+            problems.append(FieldProblem(name, "unknown_field"))
     for name, spec in specs.items():
         value = raw.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -34,45 +34,53 @@ def clean_fields(
             continue
         try:
             clean[name] = _coerce(spec, value, today)
-        except ValueError as exc:
-            problems.append(FieldProblem(name, str(exc)))
+        except _Refused as refused:
+            problems.append(FieldProblem(name, refused.code, refused.params))
     return clean, problems
+
+
+class _Refused(Exception):
+    """A value that cannot be cleaned: the code and parameters of its FieldProblem."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(code)
+        self.code, self.params = code, params
 
 
 def _coerce(spec: FieldSpec, value: Any, today: date) -> Any:
     if spec.type in ("string", "text"):
         if not isinstance(value, str):
-            raise ValueError("must be text")
+            raise _Refused("not_text")
         value = value.strip()
         if spec.max_length and len(value) > spec.max_length:
-            raise ValueError(f"at most {spec.max_length} characters")
+            raise _Refused("max_length", n=spec.max_length)
         return value
     if spec.type == "date":
         if isinstance(value, datetime):
-            raise ValueError("must be a date YYYY-MM-DD, not a date and time")
+            raise _Refused("date_with_time")
         if isinstance(value, date):
             day = value
         elif isinstance(value, str) and _ISO_DATE.match(value.strip()):
             try:
                 day = date.fromisoformat(value.strip())
             except ValueError:
-                raise ValueError("is not a real date") from None
+                raise _Refused("not_a_real_date") from None
         else:
-            raise ValueError("must be a date YYYY-MM-DD")
+            raise _Refused("not_a_date")
         if spec.not_in_future and day > today:
-            raise ValueError(f"cannot be after today ({today.isoformat()})")
+            raise _Refused("not_in_future", today=today.isoformat())
         return day.isoformat()
     if spec.type == "integer":
         if isinstance(value, bool):
-            raise ValueError("must be a whole number")
+            raise _Refused("not_a_whole_number")
         if isinstance(value, int):
             number = value
         elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
             number = int(value.strip())
         else:
-            raise ValueError("must be a whole number")
+            raise _Refused("not_a_whole_number")
         if number < 0:
-            raise ValueError("cannot be negative")
+            raise _Refused("negative")
         return number
     if spec.type == "boolean":
         if isinstance(value, bool):
@@ -82,12 +90,12 @@ def _coerce(spec: FieldSpec, value: Any, today: date) -> Any:
             return True
         if text in {"false", "no", "0", "không"}:
             return False
-        raise ValueError("must be true or false")
+        raise _Refused("not_a_boolean")
     if spec.type == "choice":
         if value not in (spec.choices or []):
-            raise ValueError(f"one of {spec.choices}")
+            raise _Refused("not_a_choice", choices=list(spec.choices or []))
         return value
-    raise ValueError(f"unsupported type {spec.type}")
+    raise _Refused("unsupported_type", type=spec.type)
 
 
 __all__ = ["clean_fields"]

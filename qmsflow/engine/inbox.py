@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from .clock import local_date
 from .cursors import check_page_size, decode_cursor, encode_cursor, fingerprint
 from .errors import FieldProblem, NotFound, ValidationFailed
+from .messages import render_notification
 from .models import Case, InboxItem, Notification, User
 from .permissions import Actor, visible_units
 from .runtime import Runtime
@@ -61,16 +62,20 @@ def _mine(rt: Runtime, actor: Actor) -> list[ColumnElement[bool]]:
 def inbox_page(
     session: Session, rt: Runtime, actor: Actor, *, unread_only: bool = False, cursor: str | None = None, page_size: int = 50
 ) -> InboxPage:
-    """Return a page of the actor's inbox, newest first, with the unread count (two statements)."""
+    """Return a page of the actor's inbox, newest first, with the unread count (two statements).
+
+    Each item's subject and body are in the owner's language (``users.language``).
+    """
     size = check_page_size(page_size)
     if not isinstance(unread_only, bool):
-        raise ValidationFailed([FieldProblem("unread_only", "true or false")])
+        raise ValidationFailed([FieldProblem("unread_only", "not_a_boolean")])
     after = decode_cursor(cursor, fingerprint("inbox", actor.username, unread_only))
     mine = _mine(rt, actor)
     query = (
-        select(InboxItem, Notification)
+        select(InboxItem, Notification, User.language)
         .join(Notification, Notification.id == InboxItem.notification_id)
         .join(Case, Case.id == Notification.case_id)
+        .join(User, User.id == InboxItem.user_id)
         .where(*mine)
         .order_by(InboxItem.id.desc())
         .limit(size + 1)
@@ -81,8 +86,8 @@ def inbox_page(
         query = query.where(InboxItem.id < after)
     rows = session.execute(query).tuples().all()
     items = [
-        InboxEntry(item.id, n.id, n.case_id, n.kind, n.level, n.subject, n.body, n.created_at, item.read_at)
-        for item, n in rows[:size]
+        InboxEntry(item.id, n.id, n.case_id, n.kind, n.level, *render_notification(n, language), n.created_at, item.read_at)
+        for item, n, language in rows[:size]
     ]
     unread = session.scalar(
         select(func.count(InboxItem.id))
@@ -98,7 +103,7 @@ def mark_read(session: Session, rt: Runtime, actor: Actor, item_ids: Iterable[in
     """Mark the actor's items read; return how many were unread. All or nothing: NotFound for one not theirs."""
     ids = list(item_ids)
     if not ids or len(ids) > MAX_MARK or any(not isinstance(i, int) or isinstance(i, bool) or i < 1 for i in ids):
-        raise ValidationFailed([FieldProblem("items", f"1 to {MAX_MARK} inbox item ids")])
+        raise ValidationFailed([FieldProblem("items", "item_ids", {"n": MAX_MARK})])
     wanted = set(ids)
     found = set(
         session.scalars(

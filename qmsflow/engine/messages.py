@@ -1,75 +1,80 @@
-"""The words of reminders, escalations and digests, in Vietnamese (default) or English."""
+"""The words of reminders, escalations and digests: a notification's parameters, rendered per reader.
+
+A reminder or an escalation is stored as its kind and parameters (``notification_params``), the
+labels in both languages; ``render`` turns them into a subject and a body in one reader's language
+at routing, inbox or digest time. The sentences themselves are in the gettext catalogues
+(qmsflow/engine/language.py, ``MESSAGES``).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from .clock import LOCAL_TZ
 from .definitions import Definition
-from .models import Case, Timer, Unit
+from .language import message
+from .models import Case, Notification, Timer, Unit
 from .timers import timer_key
 
-_TEXT = {
-    "vi": {
-        "reminder": "Nhắc hạn: {timer} - {unit}",
-        "escalation": "Quá hạn (cấp {level}): {timer} - {unit}",
-        "body": (
-            "Hồ sơ #{case} ({workflow}) của {unit}\n"
-            "Bước hiện tại: {state}\n"
-            "Thời hạn: {timer}, hạn cuối ngày {due}.\n"
-            "{extra}"
-        ),
-        "reminder_extra": "Đề nghị đơn vị hoàn thành trước thời hạn.",
-        "escalation_extra": "Thời hạn đã qua. Thông báo này được gửi theo cấp báo cáo lần {level}.",
-        "digest_subject": "Tổng hợp việc cần xử lý ngày {day} ({count} mục)",
-        "digest_intro": "Kính gửi {name},\n\nCác thông báo mới trên qmsflow:\n",
-    },
-    "en": {
-        "reminder": "Reminder: {timer} - {unit}",
-        "escalation": "Overdue (level {level}): {timer} - {unit}",
-        "body": (
-            "Case #{case} ({workflow}) of {unit}\n"
-            "Current step: {state}\n"
-            "Deadline: {timer}, due by the end of {due}.\n"
-            "{extra}"
-        ),
-        "reminder_extra": "Please complete it before the deadline.",
-        "escalation_extra": "The deadline has passed. This is escalation level {level}.",
-        "digest_subject": "Your items for {day} ({count})",
-        "digest_intro": "Dear {name},\n\nNew notifications in qmsflow:\n",
-    },
-}
+PARAMS_VERSION = 1
 
 
 def text(language: str, key: str, **values: object) -> str:
     """Return the template ``key`` in ``language`` (Vietnamese unless English), filled in."""
-    return _TEXT["en" if language == "en" else "vi"][key].format(**values)
+    return message("en" if language == "en" else "vi", key, **values)
+
+
+def notification_params(
+    session: Session, definition: Definition, case: Case, timer: Timer, kind: str, level: int
+) -> dict[str, Any]:
+    """Return what a reminder or an escalation of ``case``'s ``timer`` says, in both languages at once."""
+    unit = session.get(Unit, case.unit_id)
+    return {
+        "v": PARAMS_VERSION,
+        "kind": kind,
+        "level": level,
+        "case": case.id,
+        "unit": unit.name if unit else str(case.unit_id),
+        "workflow": definition.spec.label.model_dump(),
+        "state": definition.spec.states[case.state].label.model_dump(),
+        "timer": definition.timer_spec(timer_key(timer)).label.model_dump(),
+        "due": timer.due_date.isoformat(),
+    }
+
+
+def render(params: dict[str, Any], language: str) -> tuple[str, str]:
+    """Return the subject and body that ``params`` (``notification_params``) say, in ``language``."""
+    language = "en" if language == "en" else "vi"
+
+    def pick(label: Any) -> str:
+        return str(label.get(language) if isinstance(label, dict) else label)
+
+    kind, level = params["kind"], params["level"]
+    timer = pick(params["timer"])
+    subject = text(language, kind, timer=timer, unit=params["unit"], level=level)
+    body = text(
+        language, "body", case=params["case"], workflow=pick(params["workflow"]), unit=params["unit"],
+        state=pick(params["state"]), timer=timer, due=date.fromisoformat(params["due"]).strftime("%d/%m/%Y"),
+        extra=text(language, f"{kind}_extra", level=level),
+    )
+    return subject[:255], body
+
+
+def render_notification(notification: Notification, language: str) -> tuple[str, str]:
+    """Return a stored notification's subject and body in ``language``; a row without params as stored."""
+    if not notification.params:
+        return notification.subject, notification.body
+    return render(notification.params, language)
 
 
 def compose(
     session: Session, language: str, definition: Definition, case: Case, timer: Timer, kind: str, level: int
 ) -> tuple[str, str]:
-    """Return the subject and body of a reminder or an escalation for ``case``'s ``timer``."""
-    unit = session.get(Unit, case.unit_id)
-    unit_name = unit.name if unit else str(case.unit_id)
-    spec = definition.timer_spec(timer_key(timer))
-    timer_label = spec.label.get(language)
-    due = timer.due_date.strftime("%d/%m/%Y")
-    subject = text(language, kind, timer=timer_label, unit=unit_name, level=level)
-    body = text(
-        language,
-        "body",
-        case=case.id,
-        workflow=definition.spec.label.get(language),
-        unit=unit_name,
-        state=definition.spec.states[case.state].label.get(language),
-        timer=timer_label,
-        due=due,
-        extra=text(language, f"{kind}_extra", level=level),
-    )
-    return subject[:255], body
+    """Return the subject and body of a reminder or an escalation for ``case``'s ``timer`` in ``language``."""
+    return render(notification_params(session, definition, case, timer, kind, level), language)
 
 
 def local_time(at: datetime) -> str:
@@ -77,4 +82,4 @@ def local_time(at: datetime) -> str:
     return at.astimezone(LOCAL_TZ).strftime("%d/%m/%Y %H:%M")
 
 
-__all__ = ["compose", "local_time", "text"]
+__all__ = ["compose", "local_time", "notification_params", "render", "render_notification", "text"]

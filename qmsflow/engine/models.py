@@ -279,6 +279,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # what the person reads notifications, digests and messages in: vi | en (qmsflow/engine/language.py)
+    language: Mapped[str] = mapped_column(String(8), default="vi", server_default="vi")
 
     unit: Mapped[Unit | None] = relationship()
 
@@ -425,7 +427,10 @@ class Notification(Base):
     """The outbox: written in the same transaction as the reminder or escalation that caused it.
 
     Who receives it is resolved when it is routed (from the unit hierarchy, users and contacts as
-    they are then), not when it is written.
+    they are then), not when it is written. What it says is its ``kind`` and ``params``, rendered in
+    each recipient's language when it is routed, listed or digested (engine/messages.py);
+    ``subject`` and ``body`` keep the words in the installation's language, for the log and for
+    rows written before ``params`` existed (migration 0007), which have no params.
     """
 
     __tablename__ = "notifications"
@@ -440,6 +445,7 @@ class Notification(Base):
     target_unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
     subject: Mapped[str] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JsonData)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))  # pending | routed
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

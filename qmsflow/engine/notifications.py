@@ -6,6 +6,10 @@ change; the unit hierarchy changes). ``send_pending`` hands emails to the mailer
 schedules the next try on the clock with exponential backoff, so nothing is lost while the SMTP
 server is down. An email may go out twice if the process dies between sending and committing; its
 Message-ID is the same both times, so mail systems and readers can drop the copy.
+
+Each email is written in its recipient's language: a user's ``language``, or for a unit contact
+(who has no account) the installation's language. A notification says its kind and parameters;
+``messages.render_notification`` makes the words for one reader.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from sqlalchemy.orm import Session
 
 from .clock import local_date
 from .db import Database
-from .messages import local_time, text
+from .language import DEFAULT_LANGUAGE
+from .messages import local_time, render_notification, text
 from .models import Contact, EmailMessage, InboxItem, Notification, User, keep_in_step
 
 log = logging.getLogger(__name__)
@@ -116,13 +121,17 @@ def recipients(session: Session, notification: Notification) -> tuple[list[User]
     return list(session.scalars(user_query.order_by(User.id))), list(contacts)
 
 
-def route(db: Database, now: datetime, mail: MailSettings, *, batch_size: int = 200, max_batches: int | None = None) -> int:
+def route(
+    db: Database, now: datetime, mail: MailSettings, *, batch_size: int = 200, max_batches: int | None = None,
+    language: str = DEFAULT_LANGUAGE,
+) -> int:
     """Turn pending notifications into inbox items and queued emails; return how many were routed.
 
     Each batch is one transaction of the same few statements whatever its size: the batch, its
     recipients (users and contacts of all its target units at once), one insert each for inbox items
     and emails, one update of the notifications. ``max_batches`` bounds one call, so a backlog is
     routed over several scheduler wake-ups while the sweep goes on (``SchedulerService``).
+    ``language`` is what a unit contact's email is written in; a user's email is in the user's own.
     """
     routed = batches = 0
     while max_batches is None or batches < max_batches:
@@ -132,7 +141,7 @@ def route(db: Database, now: datetime, mail: MailSettings, *, batch_size: int = 
                 query = query.with_for_update(skip_locked=True)
             batch = list(session.scalars(query))
             if batch:
-                _route_batch(session, batch, now, mail)
+                _route_batch(session, batch, now, mail, language)
             routed += len(batch)
             batches += 1
         if len(batch) < batch_size:
@@ -140,7 +149,7 @@ def route(db: Database, now: datetime, mail: MailSettings, *, batch_size: int = 
     return routed
 
 
-def _route_batch(session: Session, batch: list[Notification], now: datetime, mail: MailSettings) -> None:
+def _route_batch(session: Session, batch: list[Notification], now: datetime, mail: MailSettings, language: str) -> None:
     unit_ids = {n.target_unit_id for n in batch}
     roles = {role for n in batch for role in _USER_ROLES[n.target]}
     province_wide = any(n.target in ("lead", "provincial_pc") for n in batch)
@@ -161,7 +170,7 @@ def _route_batch(session: Session, batch: list[Notification], now: datetime, mai
         to_contacts = [c for c in contacts if c.unit_id == unit_id and c.role in _CONTACT_ROLES[target]]
         inbox_rows.extend({"notification_id": notification.id, "user_id": u.id, "created_at": now} for u in to_users)
         if mail.enabled:
-            email_rows.extend(_emails(notification, to_users, to_contacts, now, mail))
+            email_rows.extend(_emails(notification, to_users, to_contacts, now, mail, language))
     if inbox_rows:
         session.execute(insert(cast(Table, InboxItem.__table__)), inbox_rows)
     if email_rows:
@@ -173,31 +182,40 @@ def _route_batch(session: Session, batch: list[Notification], now: datetime, mai
 
 
 def _emails(
-    notification: Notification, users: Iterable[User], contacts: Iterable[Contact], now: datetime, mail: MailSettings
+    notification: Notification, users: Iterable[User], contacts: Iterable[Contact], now: datetime, mail: MailSettings,
+    language: str,
 ) -> list[dict[str, object]]:
-    addresses: dict[str, str] = {}
+    addresses: dict[str, tuple[str, str]] = {}  # address -> (name, language); a user's own language wins
     # Escalations are mailed at once to everyone concerned; reminders to the unit's ISO officer only,
     # the officers' own copies wait for the morning digest.
     if notification.kind == "escalation":
         for user in users:
             if user.email:
-                addresses.setdefault(user.email.lower(), user.full_name or user.username)
+                addresses.setdefault(user.email.lower(), (user.full_name or user.username, user.language))
     for contact in contacts:
         if contact.email:
-            addresses.setdefault(contact.email.lower(), contact.name)
-    return [
-        {
+            addresses.setdefault(contact.email.lower(), (contact.name, language))
+    words: dict[str, tuple[str, str]] = {}
+    rows: list[dict[str, object]] = []
+    for address, (name, reader_language) in addresses.items():
+        if reader_language not in words:
+            words[reader_language] = render_notification(notification, reader_language)
+        subject, body = words[reader_language]
+        rows.append({
             "message_id": _message_id("n", str(notification.id), address, mail.domain),
             "notification_id": notification.id, "kind": "notification", "to_address": address, "to_name": name,
-            "subject": notification.subject, "body": notification.body, "created_at": now, "status": "pending",
+            "subject": subject, "body": body, "created_at": now, "status": "pending",
             "attempts": 0, "next_attempt_at": now,
-        }
-        for address, name in addresses.items()
-    ]
+        })
+    return rows
 
 
-def queue_digests(db: Database, now: datetime, mail: MailSettings, language: str = "vi") -> int:
-    """Queue one email per person gathering their inbox items not yet digested; return how many."""
+def queue_digests(db: Database, now: datetime, mail: MailSettings, language: str | None = None) -> int:
+    """Queue one email per person gathering their inbox items not yet digested; return how many.
+
+    Each digest is in its recipient's language (``users.language``); ``language`` is accepted for
+    callers from before users had one and is not used.
+    """
     if not mail.enabled:
         return 0
     day = local_date(now)
@@ -221,14 +239,15 @@ def queue_digests(db: Database, now: datetime, mail: MailSettings, language: str
                 item.digested_at = now
             if not user.email:
                 continue
-            lines = [text(language, "digest_intro", name=user.full_name or user.username)]
+            reader = user.language
+            lines = [text(reader, "digest_intro", name=user.full_name or user.username)]
             for _, notification in items:
-                lines.append(f"- [{local_time(notification.created_at)}] {notification.subject}")
+                lines.append(f"- [{local_time(notification.created_at)}] {render_notification(notification, reader)[0]}")
             session.add(
                 EmailMessage(
                     message_id=message_id, notification_id=None, kind="digest", to_address=user.email.lower(),
                     to_name=user.full_name or user.username,
-                    subject=text(language, "digest_subject", day=day.strftime("%d/%m/%Y"), count=len(items)),
+                    subject=text(reader, "digest_subject", day=day.strftime("%d/%m/%Y"), count=len(items)),
                     body="\n".join(lines) + "\n", created_at=now, status="pending", attempts=0, next_attempt_at=now,
                 )
             )

@@ -210,7 +210,7 @@ def _area(what: AdminArea | str) -> AdminArea:
         return AdminArea(what)
     except ValueError:
         raise ValidationFailed(
-            [FieldProblem("what", f"unknown administrative area {what!r}; one of {[a.value for a in AdminArea]}")]
+            [FieldProblem("what", "unknown_admin_area", {"value": repr(what), "choices": [a.value for a in AdminArea]})]
         ) from None
 
 

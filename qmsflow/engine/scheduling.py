@@ -86,7 +86,9 @@ class SchedulerService:
             cycle = Cycle(sweep=report, refused=exc)
         else:
             cycle = Cycle(sweep=report)
-        cycle.routed = route(self.db, now, self.mail, batch_size=self.batch_size, max_batches=self.route_batches_per_cycle)
+        cycle.routed = route(self.db, now, self.mail, batch_size=self.batch_size, max_batches=self.route_batches_per_cycle,
+            language=self.rt.language,
+        )
         if self.mail.enabled and self.mailer is not None:
             cycle.sent, cycle.send_failed = send_pending(self.db, now, self.mailer, self.mail)
         self.cycles += 1

@@ -40,7 +40,7 @@ from .clock import local_date
 from .db import Database
 from .definitions import Definition, Target, TimerSpec
 from .errors import GuardFailed, InvalidTransition, NotPermitted
-from .messages import compose
+from .messages import notification_params, render
 from .models import Case, Notification, Timer, TimerFiring, Unit, keep_in_step
 from .permissions import SYSTEM
 from .runtime import Runtime
@@ -436,12 +436,15 @@ def _notify(
     target_unit_id: int,
     now: datetime,
 ) -> None:
-    subject, body = compose(session, rt.language, definition, case, timer, kind, level)
+    # what it says is stored as parameters, rendered for each recipient in their language when routed;
+    # the words in the installation's language are kept alongside, for the log
+    params = notification_params(session, definition, case, timer, kind, level)
+    subject, body = render(params, rt.language)
     writes.notifications.append(
         {
             "case_id": case.id, "timer_id": timer.id, "kind": kind, "level": level, "target": target,
-            "target_unit_id": target_unit_id, "subject": subject, "body": body, "created_at": now, "status": "pending",
-            "routed_at": None,
+            "target_unit_id": target_unit_id, "subject": subject, "body": body, "params": params, "created_at": now,
+            "status": "pending", "routed_at": None,
         }
     )
 

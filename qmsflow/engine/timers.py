@@ -110,7 +110,7 @@ def resolve_start(spec: TimerSpec, data: Mapping[str, Any], opened_on: date, cas
             return date.fromisoformat(str(raw))
         except ValueError:
             raise GuardFailed(
-                case_id, event, [FieldProblem(spec.start.field, "a date is needed to start the deadline")]
+                case_id, event, [FieldProblem(spec.start.field, "start_date_missing")]
             ) from None
     return opened_on
 

@@ -52,13 +52,13 @@ def _check_attributes(code: str, name: str, kind: str) -> list[FieldProblem]:
     if not code:
         problems.append(FieldProblem("code", "required"))
     elif len(code) > 32:
-        problems.append(FieldProblem("code", "at most 32 characters"))
+        problems.append(FieldProblem("code", "max_length", {"n": 32}))
     if not name:
         problems.append(FieldProblem("name", "required"))
     elif len(name) > 255:
-        problems.append(FieldProblem("name", "at most 255 characters"))
+        problems.append(FieldProblem("name", "max_length", {"n": 255}))
     if kind not in {k.value for k in UnitKind}:
-        problems.append(FieldProblem("kind", f"unknown kind {kind!r}; one of {[k.value for k in UnitKind]}"))
+        problems.append(FieldProblem("kind", "unknown_kind", {"value": repr(kind), "choices": [k.value for k in UnitKind]}))
     return problems
 
 
@@ -103,7 +103,7 @@ def create_unit(
     name = (name or "").strip()
     problems = _check_attributes(code, name, kind)
     if valid_to is not None and valid_to <= valid_from:
-        problems.append(FieldProblem("valid_to", "must be after valid_from"))
+        problems.append(FieldProblem("valid_to", "after_valid_from"))
     if problems:
         raise ValidationFailed(problems)
     _check_free(session, None, code, is_lead, valid_from, valid_to)
@@ -172,7 +172,7 @@ def change_unit(
     if unit is None:
         raise NotFound("unit", unit_id)
     if not unit.valid_on(on):
-        raise ValidationFailed([FieldProblem("on", f"the unit does not exist on {on}")])
+        raise ValidationFailed([FieldProblem("on", "unit_absent_on", {"day": on})])
     old = session.scalar(select(UnitVersion).where(UnitVersion.unit_id == unit_id, _valid_on(UnitVersion, on)))
     if old is None:  # a unit made outside the services, without versions
         raise NotFound("unit version", f"{unit_id} on {on}")
@@ -185,7 +185,7 @@ def change_unit(
     if parent_id is not _UNCHANGED and parent_id is not None:
         parent = session.get(Unit, parent_id)
         if parent is None or not parent.valid_on(on):
-            problems.append(FieldProblem("parent_id", f"no unit {parent_id} exists on {on}"))
+            problems.append(FieldProblem("parent_id", "no_unit_on", {"unit": parent_id, "day": on}))
     if problems:
         raise ValidationFailed(problems)
     old_parent = _parent_on(session, unit_id, on)
@@ -233,14 +233,14 @@ def record_succession(
     ``on`` the successor's officers and supervisors read the predecessor's cases (permissions.py).
     """
     if predecessor_id == successor_id:
-        raise ValidationFailed([FieldProblem("successor_id", "a unit cannot succeed itself")])
+        raise ValidationFailed([FieldProblem("successor_id", "self_succession")])
     predecessor = session.get(Unit, predecessor_id)
     successor = session.get(Unit, successor_id)
     problems = []
     if predecessor is None or not (predecessor.valid_from < on and (predecessor.valid_to is None or predecessor.valid_to >= on)):
-        problems.append(FieldProblem("predecessor_id", f"no unit {predecessor_id} exists on the day before {on}"))
+        problems.append(FieldProblem("predecessor_id", "no_unit_before", {"unit": predecessor_id, "day": on}))
     if successor is None or not successor.valid_on(on):
-        problems.append(FieldProblem("successor_id", f"no unit {successor_id} exists on {on}"))
+        problems.append(FieldProblem("successor_id", "no_unit_on", {"unit": successor_id, "day": on}))
     if problems:
         raise ValidationFailed(problems)
     assert predecessor is not None and successor is not None
@@ -274,7 +274,7 @@ def end_unit(session: Session, rt: Runtime, actor: Actor, unit_id: int, *, on: d
     if unit is None:
         raise NotFound("unit", unit_id)
     if not (unit.valid_from < on and (unit.valid_to is None or unit.valid_to > on)):
-        raise ValidationFailed([FieldProblem("on", f"the unit exists from {unit.valid_from} to {unit.valid_to or 'now'}")])
+        raise ValidationFailed([FieldProblem("on", "unit_life", {"start": unit.valid_from, "end": unit.valid_to or "-"})])
     before = _unit_state(unit)
     _end_unit(session, unit, on)
     _refresh(session, unit)
@@ -322,7 +322,7 @@ def set_parent(session: Session, unit: Unit, parent: Unit, on: date, *, rt: Runt
 
 def _link_parent(session: Session, unit: Unit, parent: Unit, on: date) -> UnitParent:
     if parent.id == unit.id or unit.id in ancestor_ids(session, parent.id, on):
-        raise ValidationFailed([FieldProblem("parent", "a unit cannot be under itself")])
+        raise ValidationFailed([FieldProblem("parent", "under_itself")])
     current = session.scalar(
         select(UnitParent).where(UnitParent.unit_id == unit.id, UnitParent.valid_to.is_(None))
     )
@@ -343,11 +343,11 @@ def set_contact(
 ) -> Contact:
     """Set the unit's head or ISO officer. Logged when it changes anything."""
     if role not in {"head", "iso_officer"}:
-        raise ValidationFailed([FieldProblem("role", "must be head or iso_officer")])
+        raise ValidationFailed([FieldProblem("role", "contact_role")])
     if not name.strip():
         raise ValidationFailed([FieldProblem("name", "required")])
     if email and "@" not in email:
-        raise ValidationFailed([FieldProblem("email", f"{email!r} is not an email address")])
+        raise ValidationFailed([FieldProblem("email", "not_an_email", {"value": repr(email)})])
     contact = session.scalar(select(Contact).where(Contact.unit_id == unit.id, Contact.role == role))
     before = {"name": contact.name, "email": contact.email, "phone": contact.phone} if contact else None
     if contact is None:

@@ -53,7 +53,7 @@ def test_creating_a_user_writes_one_row_without_the_password(db: Database, rt: R
     assert (row.actor, row.action, row.object_kind, row.object_id, row.at) == ("admin", "user.create", "user", str(user.id), clock.now())
     assert row.before is None
     assert row.after == {"username": "snv.deputy", "full_name": "", "email": "d@snv.example", "role": "unit_officer",
-                         "unit_id": province.units["SNV"].id, "active": True, "password": "set"}
+                         "unit_id": province.units["SNV"].id, "active": True, "password": "set", "language": "vi"}
     # a refused write logs nothing: the row goes with the caller's transaction
     with pytest.raises(Conflict), db.write() as session:
         create_user(session, username="snv.deputy", role="viewer", now=clock.now(), rt=rt, actor=province.actors["admin"])

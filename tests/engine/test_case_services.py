@@ -61,7 +61,9 @@ def test_allowed_events_say_which_buttons_are_disabled_and_why(
             allowed_events(session, rt, province.actors["mythoi"], case)
     with db.write() as session, pytest.raises(GuardFailed) as refused:
         advance(session, rt, officer, case_id, "start_applying", {})
-    assert mine["start_applying"].reason in str(refused.value)  # the same words advance refuses with
+    # the same words advance refuses with, in the reader's language
+    assert mine["start_applying"].reason in refused.value.problems[0].render(rt.language)
+    assert english["start_applying"].reason in str(refused.value)
     with db.write() as session:
         advance(session, rt, officer, case_id, "establish_committee", {"committee_decision_number": "30/QĐ", "committee_decided_on": "2026-01-05"})
         advance(session, rt, officer, case_id, "issue_documents",

@@ -1,4 +1,5 @@
-"""Units as identities with dated attributes; successions; periods the database keeps apart.
+"""Units as identities with dated attributes; successions; periods the database keeps apart;
+each user's language and each notification's parameters.
 
 ``unit_versions`` holds a unit's name, official code, kind and lead flag over a period; ``units``
 keeps only the identity and its life. Each unit's present attributes become its first version,
@@ -17,6 +18,11 @@ On PostgreSQL these are ``EXCLUDE USING gist`` constraints over ``daterange(vali
 ``BEFORE INSERT`` and ``BEFORE UPDATE`` triggers that abort with the constraint's name, which
 qmsflow/engine/db.py turns into ``PeriodOverlap`` on both backends.
 
+``users.language`` (``vi`` unless set) is the language a person's notifications, digests and
+inbox are rendered in; ``notifications.params`` what a notification says, as parameters, so it is
+rendered for each recipient (qmsflow/engine/language.py). Rows written before have no params and
+keep their stored words.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = '0007'
 down_revision = '0006'
@@ -57,7 +64,15 @@ def _sqlite_triggers(name: str, table: str, condition: str) -> list[str]:
     ]
 
 
+_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql')
+
+
 def upgrade() -> None:
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('language', sa.String(length=8), server_default='vi', nullable=False))
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('params', _JSON, nullable=True))
+
     op.create_table('unit_versions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('unit_id', sa.Integer(), nullable=False),
@@ -121,6 +136,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == 'sqlite'
+    for table, column in (('notifications', 'params'), ('users', 'language')):
+        # SQLite drops a plain column in place, without copying the table others point at
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}") if sqlite else op.drop_column(table, column)
     if sqlite:
         for name in [*_EXCLUSIONS, 'ck_unit_parents_period']:
             for when in ('insert', 'update'):
