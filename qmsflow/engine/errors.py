@@ -6,6 +6,7 @@ The web layer maps these to HTTP status codes in one place; the engine never rai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class QmsflowError(Exception):
@@ -127,10 +128,18 @@ class InvalidTransition(QmsflowError):
 
 @dataclass
 class FieldProblem:
-    """One problem with one submitted field."""
+    """One problem with one submitted field.
+
+    Attributes:
+        field: the field's name.
+        message: what is wrong, in plain English (logs, the CLI).
+        code: a stable name for the problem (``password_too_short``), which pages translate; empty
+            where no page shows the problem yet.
+    """
 
     field: str
     message: str
+    code: str = ""
 
 
 class GuardFailed(QmsflowError):
@@ -216,6 +225,20 @@ class DatabaseUnavailable(QmsflowError):
         )
 
 
+class TooManyAttempts(QmsflowError):
+    """Sign-in refused without checking the password: too many recent failures (qmsflow/engine/signin.py).
+
+    Attributes:
+        by: what was throttled: "username" or "address".
+        until: the instant (UTC) from which sign-in may be tried again.
+    """
+
+    def __init__(self, by: str, until: datetime) -> None:
+        self.by = by
+        self.until = until
+        super().__init__(f"too many failed sign-ins for this {by}: try again after {until.isoformat()}")
+
+
 __all__ = [
     "ConditionError",
     "ConfigurationError",
@@ -231,5 +254,6 @@ __all__ = [
     "NotPermitted",
     "QmsflowError",
     "StaleVersion",
+    "TooManyAttempts",
     "ValidationFailed",
 ]
