@@ -27,12 +27,14 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import auth, errors, home
+    from . import admin_log, auth, errors, home, users
 
     return [
         errors.bp,
         auth.bp,
         home.bp,
+        users.bp,
+        admin_log.bp,
     ]
 
 
