@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as _field
+from datetime import datetime
 from typing import Any
 
 
@@ -307,6 +308,20 @@ class DatabaseUnavailable(QmsflowError):
         )
 
 
+class TooManyAttempts(QmsflowError):
+    """Sign-in refused without checking the password: too many recent failures (qmsflow/engine/signin.py).
+
+    Attributes:
+        by: what was throttled: "username" or "address".
+        until: the instant (UTC) from which sign-in may be tried again.
+    """
+
+    def __init__(self, by: str, until: datetime) -> None:
+        self.by = by
+        self.until = until
+        super().__init__(f"too many failed sign-ins for this {by}: try again after {until.isoformat()}")
+
+
 __all__ = [
     "CalendarMismatch",
     "ConditionError",
@@ -325,5 +340,6 @@ __all__ = [
     "PeriodOverlap",
     "QmsflowError",
     "StaleVersion",
+    "TooManyAttempts",
     "ValidationFailed",
 ]

@@ -81,6 +81,15 @@ PROBLEMS: dict[str, str] = {
     "unit_needed": N_("a {role} needs a unit"),
     "min_length": N_("at least {n} characters"),
     "unknown_admin_area": N_("unknown administrative area {value}; one of {choices}"),
+    # passwords and the users pages (engine/users.py, web/users.py, web/auth.py)
+    "page_out_of_range": N_("not a page of this list"),
+    "deactivate_self": N_("an administrator cannot deactivate themselves"),
+    "user_inactive": N_("the user is deactivated"),
+    "password_wrong": N_("not your current password"),
+    "password_unchanged": N_("the same as the current one"),
+    "password_mismatch": N_("the two new passwords differ"),
+    "unit_unknown": N_("no unit {code} today"),
+    "username_taken": N_("this username is already taken"),
     # lists, pages and the inbox (engine/caselist.py, engine/cursors.py, engine/inbox.py, engine/deadlines.py)
     "unknown_filter": N_("unknown filter"),
     "a_unit_id": N_("a unit id"),
