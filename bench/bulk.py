@@ -52,6 +52,13 @@ class Loader:
                     count += 1
         return count
 
+    def insert_units(self, rows: Iterable[Sequence[Any]]) -> int:
+        """Insert units given as ``UNIT_COLUMNS`` tuples: the identity into ``units``, its one version into ``unit_versions``."""
+        rows = list(rows)
+        count = self.insert("units", ("id", "valid_from", "valid_to"), [(r[0], r[5], r[6]) for r in rows])
+        self.insert("unit_versions", VERSION_COLUMNS, rows)
+        return count
+
     def execute(self, sql: str) -> None:
         """Run one statement (an index, ANALYZE, a sequence reset) in its own transaction."""
         if self.sqlite:
@@ -117,7 +124,8 @@ TIMER_COLUMNS = (
     "id", "case_id", "name", "kind", "state", "obligation_id", "start_date", "due_date", "due_at", "status", "level",
     "next_step", "next_at", "created_at", "closed_at",
 )
-UNIT_COLUMNS = ("id", "code", "name", "kind", "is_lead", "valid_from", "valid_to")
+UNIT_COLUMNS = ("id", "code", "name", "kind", "is_lead", "valid_from", "valid_to")  # a unit and its one version
+VERSION_COLUMNS = ("unit_id", "code", "name", "kind", "is_lead", "valid_from", "valid_to")
 PARENT_COLUMNS = ("unit_id", "parent_id", "valid_from", "valid_to")
 
 __all__ = [
@@ -127,5 +135,6 @@ __all__ = [
     "PARENT_COLUMNS",
     "TIMER_COLUMNS",
     "UNIT_COLUMNS",
+    "VERSION_COLUMNS",
     "opened_row",
 ]

@@ -22,7 +22,7 @@ from qmsflow.engine.db import Database
 from qmsflow.engine.machine import CaseModel
 from qmsflow.engine.models import Case
 
-from .bulk import CASE_COLUMNS, HISTORY_COLUMNS, UNIT_COLUMNS, Loader, opened_row
+from .bulk import CASE_COLUMNS, HISTORY_COLUMNS, Loader, opened_row
 from .databases import Servers, migrated, scratch
 from .peers.naive import NaiveLifecycle
 from .report import Report, Row, Target
@@ -47,7 +47,7 @@ def load_announced_cases(url: str, count: int) -> None:
     loader = Loader(url)
     at = local(START_DAY)
     data = final_data()
-    loader.insert("units", UNIT_COLUMNS, [(i, f"S{i}", f"Trường số {i}", "high_school", False, VALID_FROM, None) for i in range(1, count + 1)])
+    loader.insert_units([(i, f"S{i}", f"Trường số {i}", "high_school", False, VALID_FROM, None) for i in range(1, count + 1)])
     heads: dict[int, str] = {}
     rows: list[tuple[Any, ...]] = []
     for i in range(1, count + 1):
@@ -60,7 +60,7 @@ def load_announced_cases(url: str, count: int) -> None:
         [(i, i, WORKFLOW, 1, FINAL_STATE, 9, data, None, at, at, None, heads[i], 1) for i in range(1, count + 1)],
     )
     loader.insert("history", HISTORY_COLUMNS, rows)
-    loader.reset_sequences(["units", "cases", "history"])
+    loader.reset_sequences(["units", "unit_versions", "cases", "history"])
     loader.analyze()
 
 

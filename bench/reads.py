@@ -32,7 +32,7 @@ from qmsflow.engine.db import Database
 from qmsflow.engine.models import Case, HistoryEntry, Timer, Unit, UnitParent
 from qmsflow.engine.registry import Registry
 
-from .bulk import CASE_COLUMNS, PARENT_COLUMNS, TIMER_COLUMNS, UNIT_COLUMNS, Loader
+from .bulk import CASE_COLUMNS, PARENT_COLUMNS, TIMER_COLUMNS, Loader
 from .databases import Servers, migrated, scratch
 from .peers.writes import naive_utc
 from .report import Report, Row
@@ -208,7 +208,7 @@ def load_nation(url: str, sizes: Sizes, registry: Registry) -> Counts:
             parents.append((s, education if high else rng.choice(communes), VALID_FROM, None))
         next_id = pc + per_province
         leaves.extend(departments + communes + list(range(communes[-1] + 1, next_id)))
-    counts.units = loader.insert("units", UNIT_COLUMNS, units)
+    counts.units = loader.insert_units(units)
     loader.insert("unit_parents", PARENT_COLUMNS, parents)
 
     today = local_date(NOW)
@@ -270,7 +270,7 @@ def load_nation(url: str, sizes: Sizes, registry: Registry) -> Counts:
     counts.timers = loader.insert("timers", TIMER_COLUMNS, timers)
 
     counts.history = _load_history(loader, len(cases), sizes.history)
-    loader.reset_sequences(["units", "unit_parents", "cases", "timers", "history"])
+    loader.reset_sequences(["units", "unit_versions", "unit_parents", "cases", "timers", "history"])
     loader.analyze()
     return counts
 

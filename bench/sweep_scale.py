@@ -31,7 +31,7 @@ from qmsflow.engine.models import Case, HistoryEntry, Notification, Timer, Timer
 from qmsflow.engine.sweep import sweep
 from qmsflow.engine.timers import Step, plan_steps
 
-from .bulk import CASE_COLUMNS, HISTORY_COLUMNS, TIMER_COLUMNS, UNIT_COLUMNS, Loader, opened_row
+from .bulk import CASE_COLUMNS, HISTORY_COLUMNS, TIMER_COLUMNS, Loader, opened_row
 from .databases import Servers, connect_sqlite, migrated, psycopg_dsn, scratch
 from .peers.writes import naive_utc
 from .report import Report, Row, Target
@@ -91,7 +91,7 @@ def load(url: str, sizes: Sizes, a: Group, b: Group, idle: Group) -> None:
     """Insert units, cases, history and timers in bulk (setup, not timed)."""
     loader = Loader(url)
     units = max(1, sizes.due)
-    loader.insert("units", UNIT_COLUMNS, [(i, f"U{i}", f"Trường số {i}", "high_school", False, VALID_FROM, None) for i in range(1, units + 1)])
+    loader.insert_units([(i, f"U{i}", f"Trường số {i}", "high_school", False, VALID_FROM, None) for i in range(1, units + 1)])
 
     def group_of(case_id: int) -> Group:
         return a if case_id <= a.last else b if case_id <= b.last else idle
@@ -124,7 +124,7 @@ def load(url: str, sizes: Sizes, a: Group, b: Group, idle: Group) -> None:
     loader.insert("cases", CASE_COLUMNS, cases())
     loader.insert("history", HISTORY_COLUMNS, history())
     loader.insert("timers", TIMER_COLUMNS, timers())
-    loader.reset_sequences(["units", "cases", "history", "timers"])
+    loader.reset_sequences(["units", "unit_versions", "cases", "history", "timers"])
     loader.analyze()
 
 
@@ -163,7 +163,7 @@ class Floor:
         lock = "" if self.sqlite else " FOR UPDATE OF t, c"
         self.sql_due = (
             "SELECT t.id, t.case_id, t.next_step, c.unit_id, c.history_head, c.history_length, u.name "
-            "FROM timers t JOIN cases c ON c.id = t.case_id JOIN units u ON u.id = c.unit_id "
+            "FROM timers t JOIN cases c ON c.id = t.case_id JOIN unit_versions u ON u.unit_id = c.unit_id AND u.valid_to IS NULL "
             f"WHERE t.status = 'pending' AND t.next_at <= {m} AND t.case_id BETWEEN {group.first} AND {group.last} "
             f"ORDER BY t.next_at LIMIT {m}{lock}"
         )

@@ -22,7 +22,7 @@ from qmsflow.engine import Actor, FixedClock, Registry, Role, Runtime, WorkingCa
 from qmsflow.engine.calendar import CalendarOverrides
 from qmsflow.engine.clock import LOCAL_TZ
 from qmsflow.engine.db import Database
-from qmsflow.engine.models import Case, Timer, Unit, UnitParent
+from qmsflow.engine.models import Case, Timer, Unit, UnitParent, UnitVersion
 from qmsflow.workflows import DIRECTORY as WORKFLOWS
 
 HISTORY_KEY = b"bench-history-key"
@@ -92,11 +92,12 @@ def seed_schools(db: Database, count: int) -> list[int]:
     """
     ids = list(range(2, count + 2))
     with db.write() as session:
+        session.execute(insert(Unit), [{"id": i, "valid_from": VALID_FROM} for i in [1, *ids]])
         session.execute(
-            insert(Unit),
-            [{"id": 1, "code": "91", "name": "UBND tỉnh", "kind": "province_pc", "is_lead": True, "valid_from": VALID_FROM}]
+            insert(UnitVersion),
+            [{"unit_id": 1, "code": "91", "name": "UBND tỉnh", "kind": "province_pc", "is_lead": True, "valid_from": VALID_FROM}]
             + [
-                {"id": i, "code": f"S{i}", "name": f"Trường THPT số {i}", "kind": "high_school", "is_lead": False, "valid_from": VALID_FROM}
+                {"unit_id": i, "code": f"S{i}", "name": f"Trường THPT số {i}", "kind": "high_school", "is_lead": False, "valid_from": VALID_FROM}
                 for i in ids
             ],
         )

@@ -42,7 +42,7 @@ def test_0006_downgrades_and_upgrades_again(tmp_path: Path) -> None:
     cfg = alembic_config(db)
     with db.engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0005")
+        command.downgrade(cfg, "0007")
     assert "calendar_days" not in inspect(db.engine).get_table_names()
     upgrade(db)
     assert "calendar_days" in inspect(db.engine).get_table_names()

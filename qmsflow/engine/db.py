@@ -6,7 +6,8 @@ failing half-way with "database is locked" at their first write.
 
 Driver errors do not leave ``Database``: a lock that outlasts the busy timeout, a deadlock or a
 serialization failure becomes ``DatabaseBusy`` (retryable), a database that cannot be reached or
-opened ``DatabaseUnavailable``, and a unique violation ``Conflict``; other errors pass unchanged. The
+opened ``DatabaseUnavailable``, a unique violation ``Conflict``, and a period that overlaps another
+it must be kept apart from (migration 0007) ``PeriodOverlap``; other errors pass unchanged. The
 translation covers the driver-level ``BEGIN IMMEDIATE`` too, which SQLAlchemy never sees.
 """
 
@@ -21,15 +22,19 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import Conflict, DatabaseBusy, DatabaseUnavailable, QmsflowError
+from .errors import PERIOD_CONSTRAINTS, Conflict, DatabaseBusy, DatabaseUnavailable, PeriodOverlap, QmsflowError
 from .models import expire_after_savepoint_rollback
 
 # SQLite primary result codes (sqlite.org/rescode.html); the extended code's low byte is the primary one.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CANTOPEN, _SQLITE_NOTADB, _SQLITE_CONSTRAINT = 5, 6, 14, 26, 19
-_SQLITE_CONSTRAINT_UNIQUE, _SQLITE_CONSTRAINT_PRIMARYKEY = 2067, 1555
+_SQLITE_CONSTRAINT_UNIQUE, _SQLITE_CONSTRAINT_PRIMARYKEY, _SQLITE_CONSTRAINT_TRIGGER = 2067, 1555, 1811
 # PostgreSQL SQLSTATEs: worth retrying, and "this server or database cannot be used".
 _PG_BUSY = {"40001", "40P01", "55P03", "53300", "57014"}
 _PG_UNAVAILABLE = {"3D000", "57P01", "57P02", "57P03"}
+
+
+def _constraint(orig: BaseException | None) -> str:
+    return getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
 
 
 def translate_error(error: BaseException, url: str) -> QmsflowError | None:
@@ -50,6 +55,9 @@ def translate_error(error: BaseException, url: str) -> QmsflowError | None:
             return DatabaseUnavailable(url, detail)
         if code in (_SQLITE_CONSTRAINT_UNIQUE, _SQLITE_CONSTRAINT_PRIMARYKEY) or "unique constraint failed" in message:
             return Conflict(f"already stored: {detail}", {"constraint": detail})
+        # the period triggers of migration 0007 abort with the constraint's name as their message
+        if (code == _SQLITE_CONSTRAINT_TRIGGER or primary == _SQLITE_CONSTRAINT) and str(orig).strip() in PERIOD_CONSTRAINTS:
+            return PeriodOverlap(str(orig).strip())
         return None
     if type(orig).__module__.split(".")[0] != "psycopg":
         return None
@@ -58,6 +66,8 @@ def translate_error(error: BaseException, url: str) -> QmsflowError | None:
         diag = getattr(orig, "diag", None)
         constraint = getattr(diag, "constraint_name", None) or ""
         return Conflict(f"already stored: {detail}", {"constraint": constraint})
+    if sqlstate == "23P01" or (sqlstate == "23514" and _constraint(orig) in PERIOD_CONSTRAINTS):
+        return PeriodOverlap(_constraint(orig))
     if sqlstate in _PG_BUSY:
         return DatabaseBusy("postgresql", detail)
     if sqlstate in _PG_UNAVAILABLE or (sqlstate or "").startswith(("08", "28")):

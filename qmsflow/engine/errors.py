@@ -180,6 +180,33 @@ class Conflict(QmsflowError):
         return self.message
 
 
+# What each period constraint of migration 0007 keeps apart, in plain words.
+PERIOD_CONSTRAINTS = {
+    "ex_unit_versions_code": "the official code is held by another unit in an overlapping period",
+    "ex_unit_versions_unit": "the unit already has a version in an overlapping period",
+    "ex_unit_versions_lead": "another unit is the lead unit in an overlapping period",
+    "ex_unit_parents_unit": "the unit already has a parent in an overlapping period",
+    "ck_unit_parents_period": "a parent link must end after it starts",
+}
+
+
+class PeriodOverlap(Conflict):
+    """The database refused a dated row whose period overlaps another it must be kept apart from.
+
+    Raised by ``Database`` for a PostgreSQL exclusion violation or a SQLite period trigger alike.
+
+    Attributes:
+        constraint: the constraint's name (a key of ``PERIOD_CONSTRAINTS``).
+    """
+
+    def __init__(self, constraint: str) -> None:
+        self.constraint = constraint
+        super().__init__(PERIOD_CONSTRAINTS.get(constraint, f"refused by {constraint}"), {"constraint": constraint})
+
+    def __reduce__(self) -> tuple[type[PeriodOverlap], tuple[str]]:
+        return (PeriodOverlap, (self.constraint,))
+
+
 class CalendarMismatch(QmsflowError):
     """This process's working calendar is not the stored one, so it may not plan or fire deadlines.
 
@@ -274,6 +301,8 @@ __all__ = [
     "InvalidTransition",
     "NotFound",
     "NotPermitted",
+    "PERIOD_CONSTRAINTS",
+    "PeriodOverlap",
     "QmsflowError",
     "StaleVersion",
     "ValidationFailed",

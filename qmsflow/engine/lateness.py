@@ -28,7 +28,7 @@ from sqlalchemy.orm import aliased
 
 from .clock import local_date
 from .definitions import Definition, Role, Target
-from .models import Case, Timer, Unit, UnitParent
+from .models import Case, Timer, UnitParent, UnitVersion
 from .permissions import Scope
 from .registry import Registry
 
@@ -102,12 +102,12 @@ def is_late(now: datetime) -> ColumnElement[bool]:
 
 def responsible_unit(registry: Registry, on: date) -> ColumnElement[int]:
     """SQL over Case and Timer: the id of the unit the timer's lateness counts against on ``on``."""
-    lead = aliased(Unit)
+    lead = aliased(UnitVersion)
     link = aliased(UnitParent)
     lead_id = (
-        select(lead.id)
+        select(lead.unit_id)
         .where(lead.is_lead.is_(True), lead.valid_from <= on, or_(lead.valid_to.is_(None), lead.valid_to > on))
-        .order_by(lead.id)
+        .order_by(lead.unit_id)
         .limit(1)
         .scalar_subquery()
     )

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
+    ColumnElement,
     Date,
     DateTime,
     ForeignKey,
@@ -23,9 +25,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column, relationship
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import TypeDecorator
@@ -90,32 +94,153 @@ def expire_after_savepoint_rollback(session: Session, previous_transaction: Sess
 
 
 class Unit(Base):
-    """A public body in scope: identity is ``id``; the official code is valid only in its period."""
+    """A public body in scope: an identity (``id``) that lives from ``valid_from`` to ``valid_to``.
+
+    Its name, official code, kind and lead flag are effective-dated attributes in ``unit_versions``,
+    its parent in ``unit_parents``: a rename or a move keeps the unit and its cases. ``code``, ``name``,
+    ``kind`` and ``is_lead`` read the *current* version, the last one (whose end is the unit's end),
+    on an instance and in SQL alike; a question about a given day asks ``version_on`` or the
+    dated look-ups in qmsflow/engine/units.py. See docs/architecture.md, "Units as identities".
+    """
 
     __tablename__ = "units"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(32), index=True)
-    name: Mapped[str] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(32))
-    is_lead: Mapped[bool] = mapped_column(Boolean, default=False)
     valid_from: Mapped[date] = mapped_column(Date)
     valid_to: Mapped[date | None] = mapped_column(Date)  # exclusive; None while the unit exists
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="unit", order_by="Contact.role")
+    versions: Mapped[list[UnitVersion]] = relationship(
+        order_by="UnitVersion.valid_from", viewonly=True, lazy="select"
+    )
+    # Loaded in the same statement as the unit, so reading a name costs no extra query. An inner
+    # join: every unit has a version that ends when it ends (the services and migration 0007 keep it
+    # so), and PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
+    current: Mapped[UnitVersion] = relationship(
+        primaryjoin="and_(UnitVersion.unit_id == Unit.id, UnitVersion.valid_to.is_not_distinct_from(Unit.valid_to))",
+        viewonly=True, lazy="joined", innerjoin=True, uselist=False,
+    )
+
+    @hybrid_property
+    def code(self) -> str:
+        """The official code of the current version."""
+        return self.current.code
+
+    @code.inplace.expression
+    @classmethod
+    def _code_expression(cls) -> ColumnElement[str]:
+        return _current_attribute(cls, UnitVersion.code)
+
+    @hybrid_property
+    def name(self) -> str:
+        """The name of the current version."""
+        return self.current.name
+
+    @name.inplace.expression
+    @classmethod
+    def _name_expression(cls) -> ColumnElement[str]:
+        return _current_attribute(cls, UnitVersion.name)
+
+    @hybrid_property
+    def kind(self) -> str:
+        """The kind (a ``units.UnitKind`` value) of the current version."""
+        return self.current.kind
+
+    @kind.inplace.expression
+    @classmethod
+    def _kind_expression(cls) -> ColumnElement[str]:
+        return _current_attribute(cls, UnitVersion.kind)
+
+    @hybrid_property
+    def is_lead(self) -> bool:
+        """Whether the current version is the lead unit (the Dept of S&T)."""
+        return self.current.is_lead
+
+    @is_lead.inplace.expression
+    @classmethod
+    def _is_lead_expression(cls) -> ColumnElement[bool]:
+        return _current_attribute(cls, UnitVersion.is_lead)
 
     def valid_on(self, day: date) -> bool:
         """Return whether the unit exists on ``day``."""
         return self.valid_from <= day and (self.valid_to is None or day < self.valid_to)
 
+    def version_on(self, day: date) -> UnitVersion | None:
+        """Return the version valid on ``day`` (loads ``versions`` once), or None outside the unit's life."""
+        return next((v for v in self.versions if v.valid_on(day)), None)
+
     def __repr__(self) -> str:
-        return f"<Unit {self.id} {self.code} {self.name!r}>"
+        return f"<Unit {self.id}>"
+
+
+def _current_attribute(unit: Any, column: Any) -> ColumnElement[Any]:
+    """SQL: the attribute of the unit's current version, correlated to ``unit`` (a class or an alias)."""
+    return (
+        select(column)
+        .where(UnitVersion.unit_id == unit.id, UnitVersion.valid_to.is_not_distinct_from(unit.valid_to))
+        .correlate(unit)
+        .scalar_subquery()
+    )
+
+
+class UnitVersion(Base):
+    """A unit's name, official code, kind and lead flag over one period ``[valid_from, valid_to)``.
+
+    The database refuses overlapping versions of one unit, one code on two units in overlapping
+    periods, and two lead units on one day (migration 0007: ``EXCLUDE USING gist`` on PostgreSQL,
+    triggers on SQLite); a refusal reaches the caller as ``PeriodOverlap``.
+    """
+
+    __tablename__ = "unit_versions"
+    __table_args__ = (
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="period"),
+        Index("ix_unit_versions_unit_id_valid_from", "unit_id", "valid_from"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)  # exclusive; None while this version holds
+    code: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    is_lead: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    def valid_on(self, day: date) -> bool:
+        """Return whether this version holds on ``day``."""
+        return self.valid_from <= day and (self.valid_to is None or day < self.valid_to)
+
+    def __repr__(self) -> str:
+        return f"<UnitVersion {self.unit_id} {self.code} {self.name!r} {self.valid_from}..{self.valid_to}>"
+
+
+class UnitSuccession(Base):
+    """A unit that took over from another on ``effective`` (a merger, a split, a renamed body).
+
+    The successor's officers read the predecessor's cases (qmsflow/engine/permissions.py).
+    """
+
+    __tablename__ = "unit_successions"
+    __table_args__ = (
+        UniqueConstraint("predecessor_id", "successor_id"),
+        CheckConstraint("predecessor_id <> successor_id", name="distinct_units"),
+        Index("ix_unit_successions_successor_id", "successor_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    predecessor_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    successor_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    effective: Mapped[date] = mapped_column(Date)  # the successor's first day in charge
 
 
 class UnitParent(Base):
-    """An effective-dated link from a unit to the body that supervises it."""
+    """An effective-dated link from a unit to the body that supervises it.
+
+    Periods of one unit's links never overlap (migration 0007, enforced by the database).
+    """
 
     __tablename__ = "unit_parents"
+    __table_args__ = (CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="period"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
@@ -452,5 +577,7 @@ __all__ = [
     "TimerFiring",
     "Unit",
     "UnitParent",
+    "UnitSuccession",
+    "UnitVersion",
     "User",
 ]

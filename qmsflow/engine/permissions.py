@@ -5,8 +5,8 @@ actor may not see is reported as not found, never as forbidden, so scope does no
 
 Scope is SQL: ``visible_units`` gives the units an actor sees on a day as a ``Scope`` whose
 ``covers(column)`` is a condition lists, counts, searches, exports and the inbox put in their own
-statement (a recursive subquery over the effective-dated hierarchy, or ``true()`` province-wide),
-so a page of N cases costs one statement, not N checks. ``decide`` asks the same ``Scope``.
+statement (a recursive subquery over the effective-dated hierarchy and the units' successions, or
+``true()`` province-wide), so a page of N cases costs one statement, not N checks. ``decide`` asks the same ``Scope``.
 
 Administration (users, tokens, webhooks, the calendar, units, contacts, imports, reorganisations)
 is decided here too, by ``may_administer`` / ``require_admin``, never by a role check in a view.
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from .definitions import Definition, Role
 from .errors import FieldProblem, NotFound, NotPermitted, ValidationFailed
 from .models import Case, User
-from .units import subtree_select
+from .units import visible_select
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,11 @@ class Decision(StrEnum):
 
 @dataclass(frozen=True)
 class Scope:
-    """The units an actor sees on one day: every unit, no unit, exactly one unit, or a subquery's."""
+    """The units an actor sees on one day: every unit, none, or the actor's own unit and a subquery's.
+
+    ``unit_id`` is the actor's own unit, always in scope; ``units`` the units seen from it (its
+    subtree, its predecessors and theirs: ``units.visible_select``).
+    """
 
     everything: bool = False
     unit_id: int | None = None
@@ -69,21 +73,24 @@ class Scope:
         """Return the SQL condition that ``unit_id`` (a column or expression) is in the scope."""
         if self.everything:
             return true()
-        if self.unit_id is not None:
-            return unit_id == self.unit_id
         if self.units is not None:
             return unit_id.in_(self.units)
+        if self.unit_id is not None:
+            return unit_id == self.unit_id
         return false()
 
     def contains(self, session: Session, unit_id: int) -> bool:
         """Return whether the scope holds ``unit_id``: at most one statement.
 
-        Fast path: a scope that is everything, nothing or one unit needs no database, because
-        ``covers`` of such a scope compares with constants only. Only a subtree asks the database,
-        with the same subquery the lists join (tests/engine/test_scope.py pins the two together).
+        Fast path: everything, nothing and the actor's own unit need no database, because ``covers``
+        of such a scope holds for them whatever the hierarchy. Any other unit is asked of the
+        database, with the same subquery the lists join (tests/engine/test_scope.py pins the two
+        together), so an officer's transition on its own unit's case costs no scope query.
         """
+        if self.everything or (self.unit_id is not None and self.unit_id == unit_id):
+            return True
         if self.units is None:
-            return self.everything or self.unit_id == unit_id
+            return False
         return bool(session.scalar(select(self.covers(literal(unit_id)))))
 
 
@@ -93,9 +100,9 @@ def visible_units(actor: Actor, on: date) -> Scope:
         return Scope(everything=True)
     if actor.unit_id is None:
         return Scope(everything=actor.role is Role.VIEWER)
-    if actor.role is Role.UNIT_OFFICER:
-        return Scope(unit_id=actor.unit_id)
-    return Scope(units=subtree_select(actor.unit_id, on))
+    # an officer sees its unit, a supervisor its subtree; both also their predecessors, as they stood
+    below = actor.role is not Role.UNIT_OFFICER
+    return Scope(unit_id=actor.unit_id, units=visible_select(actor.unit_id, on, below=below))
 
 
 def scope_clause(actor: Actor, on: date, unit_id: SQLColumnExpression[int]) -> ColumnElement[bool]:

@@ -7,13 +7,14 @@ from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, literal, or_, select
+from sqlalchemy import ColumnElement, Date, Select, and_, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import adminlog
 from .definitions import Target
 from .errors import Conflict, FieldProblem, NotFound, ValidationFailed
-from .models import Contact, Unit, UnitParent
+from .models import Contact, Unit, UnitParent, UnitSuccession, UnitVersion
 from .runtime import Runtime
 
 if TYPE_CHECKING:  # permissions imports this module
@@ -34,8 +35,54 @@ class UnitKind(StrEnum):
     OTHER = "other"
 
 
-def _valid_on(model: type[Unit] | type[UnitParent], day: date) -> ColumnElement[bool]:
+def _valid_on(model: type[Unit] | type[UnitParent] | type[UnitVersion], day: date) -> ColumnElement[bool]:
     return and_(model.valid_from <= day, or_(model.valid_to.is_(None), model.valid_to > day))
+
+
+def _overlapping(model: type[UnitVersion] | type[UnitParent], start: date, end: date | None) -> ColumnElement[bool]:
+    """SQL: the row's period overlaps ``[start, end)`` (``end`` None: open-ended)."""
+    return and_(or_(model.valid_to.is_(None), model.valid_to > start), *([model.valid_from < end] if end else []))
+
+
+_UNCHANGED: Any = object()  # change_unit: "the parent stays as it is" (None means "no parent")
+
+
+def _check_attributes(code: str, name: str, kind: str) -> list[FieldProblem]:
+    problems = []
+    if not code:
+        problems.append(FieldProblem("code", "required"))
+    elif len(code) > 32:
+        problems.append(FieldProblem("code", "at most 32 characters"))
+    if not name:
+        problems.append(FieldProblem("name", "required"))
+    elif len(name) > 255:
+        problems.append(FieldProblem("name", "at most 255 characters"))
+    if kind not in {k.value for k in UnitKind}:
+        problems.append(FieldProblem("kind", f"unknown kind {kind!r}; one of {[k.value for k in UnitKind]}"))
+    return problems
+
+
+def _check_free(
+    session: Session, unit_id: int | None, code: str, is_lead: bool, start: date, end: date | None
+) -> None:
+    """Raise Conflict if another unit holds ``code``, or is the lead unit, in part of ``[start, end)``.
+
+    The database refuses the same rows (migration 0007); asking first gives the clearer message.
+    """
+    others = [UnitVersion.unit_id != unit_id] if unit_id is not None else []
+    clash = session.scalar(
+        select(UnitVersion).where(UnitVersion.code == code, _overlapping(UnitVersion, start, end), *others).limit(1)
+    )
+    if clash is not None:
+        raise Conflict(
+            f"code {code} is already used by {clash.name} from {clash.valid_from}", {"unit_id": clash.unit_id}
+        )
+    if is_lead:
+        lead = session.scalar(
+            select(UnitVersion).where(UnitVersion.is_lead.is_(True), _overlapping(UnitVersion, start, end), *others).limit(1)
+        )
+        if lead is not None:
+            raise Conflict(f"{lead.name} is the lead unit from {lead.valid_from}", {"unit_id": lead.unit_id})
 
 
 def create_unit(
@@ -52,31 +99,25 @@ def create_unit(
     actor: Actor,
 ) -> Unit:
     """Register a unit; its code must not be used by another unit in an overlapping period. Logged."""
-    problems = []
     code = (code or "").strip()
     name = (name or "").strip()
-    if not code:
-        problems.append(FieldProblem("code", "required"))
-    if not name:
-        problems.append(FieldProblem("name", "required"))
-    if kind not in {k.value for k in UnitKind}:
-        problems.append(FieldProblem("kind", f"unknown kind {kind!r}; one of {[k.value for k in UnitKind]}"))
+    problems = _check_attributes(code, name, kind)
     if valid_to is not None and valid_to <= valid_from:
         problems.append(FieldProblem("valid_to", "must be after valid_from"))
     if problems:
         raise ValidationFailed(problems)
-    clash = session.scalar(
-        select(Unit).where(
-            Unit.code == code,
-            or_(Unit.valid_to.is_(None), Unit.valid_to > valid_from),
-            *([Unit.valid_from < valid_to] if valid_to else []),
-        )
-    )
-    if clash is not None:
-        raise Conflict(f"code {code} is already used by {clash.name} from {clash.valid_from}")
-    unit = Unit(code=code, name=name, kind=kind, is_lead=is_lead, valid_from=valid_from, valid_to=valid_to)
+    _check_free(session, None, code, is_lead, valid_from, valid_to)
+    unit = Unit(valid_from=valid_from, valid_to=valid_to)
     session.add(unit)
     session.flush()
+    version = UnitVersion(
+        unit_id=unit.id, valid_from=valid_from, valid_to=valid_to, code=code, name=name, kind=kind, is_lead=is_lead
+    )
+    session.add(version)
+    session.flush()
+    # the unit's one version is its current one: no query to find it again
+    set_committed_value(unit, "current", version)
+    set_committed_value(unit, "versions", [version])
     if parent is not None:
         _link_parent(session, unit, parent, valid_from)
     after = {**_unit_state(unit), "parent_id": parent.id if parent else None}
@@ -92,6 +133,179 @@ def _unit_state(unit: Unit) -> dict[str, Any]:
         "code": unit.code, "name": unit.name, "kind": unit.kind, "is_lead": unit.is_lead,
         "valid_from": unit.valid_from.isoformat(), "valid_to": unit.valid_to.isoformat() if unit.valid_to else None,
     }
+
+
+def _version_state(version: UnitVersion, parent: int | None) -> dict[str, Any]:
+    return {
+        "code": version.code, "name": version.name, "kind": version.kind, "is_lead": version.is_lead,
+        "parent_id": parent, "valid_from": version.valid_from.isoformat(),
+        "valid_to": version.valid_to.isoformat() if version.valid_to else None,
+    }
+
+
+def _refresh(session: Session, unit: Unit) -> None:
+    """Make ``unit.current`` and ``unit.versions`` read their rows again after a change of versions."""
+    session.flush()
+    session.expire(unit, ["current", "versions"])
+
+
+def change_unit(
+    session: Session,
+    rt: Runtime,
+    actor: Actor,
+    unit_id: int,
+    *,
+    on: date,
+    name: str | None = None,
+    code: str | None = None,
+    kind: str | None = None,
+    is_lead: bool | None = None,
+    parent_id: int | None = _UNCHANGED,
+) -> Unit:
+    """Change a unit's attributes from ``on``: the version in force that day ends, a new one begins. Logged.
+
+    The unit keeps its id, so its cases, users and history stay its own. Attributes not given keep
+    their value; ``parent_id=None`` ends the unit's parent link on ``on``. The new version lasts as
+    long as the one it replaces would have (a change already recorded for a later day still comes).
+    """
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound("unit", unit_id)
+    if not unit.valid_on(on):
+        raise ValidationFailed([FieldProblem("on", f"the unit does not exist on {on}")])
+    old = session.scalar(select(UnitVersion).where(UnitVersion.unit_id == unit_id, _valid_on(UnitVersion, on)))
+    if old is None:  # a unit made outside the services, without versions
+        raise NotFound("unit version", f"{unit_id} on {on}")
+    new_code = old.code if code is None else code.strip()
+    new_name = old.name if name is None else name.strip()
+    new_kind = old.kind if kind is None else kind
+    new_lead = old.is_lead if is_lead is None else bool(is_lead)
+    problems = _check_attributes(new_code, new_name, new_kind)
+    parent = None
+    if parent_id is not _UNCHANGED and parent_id is not None:
+        parent = session.get(Unit, parent_id)
+        if parent is None or not parent.valid_on(on):
+            problems.append(FieldProblem("parent_id", f"no unit {parent_id} exists on {on}"))
+    if problems:
+        raise ValidationFailed(problems)
+    old_parent = _parent_on(session, unit_id, on)
+    before = _version_state(old, old_parent)
+    attributes = (new_code, new_name, new_kind, new_lead)
+    if attributes != (old.code, old.name, old.kind, old.is_lead):
+        _check_free(session, unit_id, new_code, new_lead, on, old.valid_to)
+        if old.valid_from == on:  # a second change on the same day corrects that day's version
+            old.code, old.name, old.kind, old.is_lead = attributes
+            version = old
+        else:
+            version = UnitVersion(
+                unit_id=unit_id, valid_from=on, valid_to=old.valid_to,
+                code=new_code, name=new_name, kind=new_kind, is_lead=new_lead,
+            )
+            old.valid_to = on
+            session.flush()  # end the old period before the new one begins: the database checks each row
+            session.add(version)
+    else:
+        version = old
+    new_parent = old_parent
+    if parent_id is not _UNCHANGED and parent_id != old_parent:
+        if parent is not None:
+            _link_parent(session, unit, parent, on)
+        else:
+            _end_parent_link(session, unit, on)
+        new_parent = parent_id
+    _refresh(session, unit)
+    after = _version_state(version, new_parent)
+    if adminlog.changed(before, after):
+        adminlog.record(
+            session, rt.history_key, actor, at=rt.clock.now(), action="unit.change", object_kind="unit",
+            object_id=unit_id, before=before, after={**after, "on": on.isoformat()},
+        )
+    return unit
+
+
+def record_succession(
+    session: Session, rt: Runtime, actor: Actor, predecessor_id: int, successor_id: int, *, on: date
+) -> UnitSuccession:
+    """Record that ``successor_id`` takes over from ``predecessor_id`` on ``on`` (a merger or a split). Logged.
+
+    The predecessor ends on ``on`` if it had not already (its current version and parent link end
+    with it); a split records one succession per successor, a merger one per predecessor. From
+    ``on`` the successor's officers and supervisors read the predecessor's cases (permissions.py).
+    """
+    if predecessor_id == successor_id:
+        raise ValidationFailed([FieldProblem("successor_id", "a unit cannot succeed itself")])
+    predecessor = session.get(Unit, predecessor_id)
+    successor = session.get(Unit, successor_id)
+    problems = []
+    if predecessor is None or not (predecessor.valid_from < on and (predecessor.valid_to is None or predecessor.valid_to >= on)):
+        problems.append(FieldProblem("predecessor_id", f"no unit {predecessor_id} exists on the day before {on}"))
+    if successor is None or not successor.valid_on(on):
+        problems.append(FieldProblem("successor_id", f"no unit {successor_id} exists on {on}"))
+    if problems:
+        raise ValidationFailed(problems)
+    assert predecessor is not None and successor is not None
+    existing = session.scalar(
+        select(UnitSuccession).where(
+            UnitSuccession.predecessor_id == predecessor_id, UnitSuccession.successor_id == successor_id
+        )
+    )
+    if existing is not None:
+        raise Conflict(f"unit {successor_id} already succeeds unit {predecessor_id} from {existing.effective}")
+    before = _unit_state(predecessor)
+    if predecessor.valid_to is None or predecessor.valid_to > on:
+        _end_unit(session, predecessor, on)
+    succession = UnitSuccession(predecessor_id=predecessor_id, successor_id=successor_id, effective=on)
+    session.add(succession)
+    _refresh(session, predecessor)
+    adminlog.record(
+        session, rt.history_key, actor, at=rt.clock.now(), action="unit.succession", object_kind="unit",
+        object_id=predecessor_id, before=before,
+        after={**_unit_state(predecessor), "successor_id": successor_id, "effective": on.isoformat()},
+    )
+    return succession
+
+
+def end_unit(session: Session, rt: Runtime, actor: Actor, unit_id: int, *, on: date) -> Unit:
+    """End a unit on ``on`` (its last day is the day before): its version and parent link end too. Logged.
+
+    Its cases stay its own and readable; its code is free for another unit from ``on``.
+    """
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound("unit", unit_id)
+    if not (unit.valid_from < on and (unit.valid_to is None or unit.valid_to > on)):
+        raise ValidationFailed([FieldProblem("on", f"the unit exists from {unit.valid_from} to {unit.valid_to or 'now'}")])
+    before = _unit_state(unit)
+    _end_unit(session, unit, on)
+    _refresh(session, unit)
+    adminlog.record(
+        session, rt.history_key, actor, at=rt.clock.now(), action="unit.end", object_kind="unit", object_id=unit_id,
+        before=before, after=_unit_state(unit),
+    )
+    return unit
+
+
+def _end_unit(session: Session, unit: Unit, on: date) -> None:
+    later = session.scalar(
+        select(UnitVersion.id).where(UnitVersion.unit_id == unit.id, UnitVersion.valid_from >= on).limit(1)
+    )
+    if later is not None:
+        raise Conflict(f"unit {unit.id} has a change recorded from {on} or later; it cannot end on {on}")
+    last = session.scalar(select(UnitVersion).where(UnitVersion.unit_id == unit.id, _valid_on(UnitVersion, on)))
+    if last is not None:
+        last.valid_to = on
+    unit.valid_to = on
+    _end_parent_link(session, unit, on)
+
+
+def _end_parent_link(session: Session, unit: Unit, on: date) -> None:
+    link = session.scalar(select(UnitParent).where(UnitParent.unit_id == unit.id, _valid_on(UnitParent, on)))
+    if link is None:
+        return
+    if link.valid_from >= on:
+        session.delete(link)
+    else:
+        link.valid_to = on
 
 
 def set_parent(session: Session, unit: Unit, parent: Unit, on: date, *, rt: Runtime, actor: Actor) -> UnitParent:
@@ -116,6 +330,7 @@ def _link_parent(session: Session, unit: Unit, parent: Unit, on: date) -> UnitPa
         if current.valid_from >= on:
             raise Conflict(f"unit {unit.code} already has a parent from {current.valid_from}")
         current.valid_to = on
+        session.flush()  # end the old period before the new one begins: the database checks each row
     link = UnitParent(unit_id=unit.id, parent_id=parent.id, valid_from=on, valid_to=None)
     session.add(link)
     session.flush()
@@ -151,18 +366,46 @@ def set_contact(
 
 
 def unit_by_code(session: Session, code: str, on: date) -> Unit:
-    """Return the unit holding ``code`` on ``on``; raise NotFound otherwise."""
-    unit = session.scalar(select(Unit).where(Unit.code == code, _valid_on(Unit, on)))
+    """Return the unit holding the official ``code`` on ``on``; raise NotFound otherwise.
+
+    A code names different units in different periods (a commune code passed on in 2025), so a
+    look-up by code always takes a date; pages and the API refer to units by id.
+    """
+    unit = session.scalar(
+        select(Unit).join(UnitVersion, UnitVersion.unit_id == Unit.id).where(
+            UnitVersion.code == code, _valid_on(UnitVersion, on)
+        )
+    )
     if unit is None:
         raise NotFound("unit", code)
     return unit
 
 
-def parent_id(session: Session, unit_id: int, on: date) -> int | None:
-    """Return the id of the unit's parent on ``on``."""
+def version_on(session: Session, unit_id: int, on: date) -> UnitVersion | None:
+    """Return the unit's name, code, kind and lead flag as they stood on ``on`` (None outside its life)."""
+    return session.scalar(select(UnitVersion).where(UnitVersion.unit_id == unit_id, _valid_on(UnitVersion, on)))
+
+
+def successions(session: Session, unit_id: int) -> list[UnitSuccession]:
+    """Return the successions the unit takes part in, as predecessor or successor, oldest first."""
+    return list(
+        session.scalars(
+            select(UnitSuccession)
+            .where(or_(UnitSuccession.predecessor_id == unit_id, UnitSuccession.successor_id == unit_id))
+            .order_by(UnitSuccession.effective, UnitSuccession.id)
+        )
+    )
+
+
+def _parent_on(session: Session, unit_id: int, on: date) -> int | None:
     return session.scalar(
         select(UnitParent.parent_id).where(UnitParent.unit_id == unit_id, _valid_on(UnitParent, on))
     )
+
+
+def parent_id(session: Session, unit_id: int, on: date) -> int | None:
+    """Return the id of the unit's parent on ``on``."""
+    return _parent_on(session, unit_id, on)
 
 
 def ancestor_ids(session: Session, unit_id: int, on: date) -> list[int]:
@@ -190,6 +433,47 @@ def subtree_select(root_id: int, on: date) -> Select[tuple[int]]:
     return select(tree.c.unit_id)
 
 
+def visible_select(root_id: int, on: date, *, below: bool) -> Select[tuple[int]]:
+    """Return a SELECT of the units seen from ``root_id`` on ``on``: the unit, with ``below`` every unit
+    under it that day, and the predecessors of each as they stood the day before their successor took
+    over (with ``below``, their own subordinates of that day too), transitively.
+
+    One recursive CTE over one set of edges: parent links (down the hierarchy, only when ``below``)
+    and successions (back to the predecessor). Each row carries the day it is seen as of: ``NULL``
+    for ``on`` itself, or the date a succession took effect, meaning "the day before it". A
+    succession is followed only when it took effect by then, so the dates strictly fall and the
+    recursion ends; UNION (not UNION ALL) stops at a cycle of parent links.
+    """
+    no_date = cast(null(), Date)
+    succession_edges = select(
+        UnitSuccession.successor_id.label("source"), UnitSuccession.predecessor_id.label("target"),
+        no_date.label("link_from"), no_date.label("link_to"), UnitSuccession.effective.label("effective"),
+    )
+    if below:
+        parent_edges = select(
+            UnitParent.parent_id.label("source"), UnitParent.unit_id.label("target"),
+            UnitParent.valid_from.label("link_from"), UnitParent.valid_to.label("link_to"), no_date.label("effective"),
+        )
+        edges = union_all(parent_edges, succession_edges).subquery("scope_edges")
+    else:
+        edges = succession_edges.subquery("scope_edges")
+    tree = select(literal(root_id).label("unit_id"), no_date.label("as_before")).cte("visible_units", recursive=True)
+    seen_on_day = tree.c.as_before.is_(None)
+    link_holds = or_(
+        and_(seen_on_day, edges.c.link_from <= on, or_(edges.c.link_to.is_(None), edges.c.link_to > on)),
+        # in force on the day before ``as_before``: it began before it and had not ended by it
+        and_(edges.c.link_from < tree.c.as_before, or_(edges.c.link_to.is_(None), edges.c.link_to >= tree.c.as_before)),
+    )
+    succession_holds = or_(and_(seen_on_day, edges.c.effective <= on), edges.c.effective < tree.c.as_before)
+    step = (
+        select(edges.c.target, func.coalesce(edges.c.effective, tree.c.as_before))
+        .select_from(tree.join(edges, edges.c.source == tree.c.unit_id))
+        .where(or_(and_(edges.c.effective.is_(None), link_holds), and_(edges.c.effective.is_not(None), succession_holds)))
+    )
+    tree = tree.union(step)
+    return select(tree.c.unit_id).distinct()
+
+
 def subtree_ids(session: Session, root_id: int, on: date) -> set[int]:
     """Return the unit and every unit below it on ``on`` (a recursive query, one round trip)."""
     return set(session.scalars(subtree_select(root_id, on)))
@@ -197,7 +481,10 @@ def subtree_ids(session: Session, root_id: int, on: date) -> set[int]:
 
 def lead_unit(session: Session, on: date) -> Unit | None:
     """Return the lead unit (the Dept of S&T) on ``on``."""
-    return session.scalar(select(Unit).where(Unit.is_lead.is_(True), _valid_on(Unit, on)).limit(1))
+    return session.scalar(
+        select(Unit).join(UnitVersion, UnitVersion.unit_id == Unit.id)
+        .where(UnitVersion.is_lead.is_(True), _valid_on(UnitVersion, on)).limit(1)
+    )
 
 
 @dataclass(frozen=True)
@@ -222,7 +509,11 @@ def escalation_body(session: Session, unit_id: int, target: Target, on: date) ->
         lead = lead_unit(session, on)
         return EscalationBody(target, lead.id if lead else None)
     chain = [unit_id, *ancestor_ids(session, unit_id, on)]
-    pcs = session.scalars(select(Unit.id).where(Unit.id.in_(chain), Unit.kind == UnitKind.PROVINCE_PC.value))
+    pcs = session.scalars(
+        select(UnitVersion.unit_id).where(
+            UnitVersion.unit_id.in_(chain), UnitVersion.kind == UnitKind.PROVINCE_PC.value, _valid_on(UnitVersion, on)
+        )
+    )
     found = set(pcs)
     top = next((u for u in reversed(chain) if u in found), None)
     return EscalationBody(target, top)
@@ -246,12 +537,18 @@ class Hierarchy:
 
     @classmethod
     def load(cls, session: Session, on: date) -> Hierarchy:
-        """Read the links valid on ``on``, the lead unit, the province PCs and their codes (four statements)."""
+        """Read the links valid on ``on``, the lead unit, the province PCs and their (current) codes: four statements."""
         parents = dict(
             session.execute(select(UnitParent.unit_id, UnitParent.parent_id).where(_valid_on(UnitParent, on))).tuples().all()
         )
-        lead = session.scalar(select(Unit.id).where(Unit.is_lead.is_(True), _valid_on(Unit, on)).order_by(Unit.id).limit(1))
-        pcs = frozenset(session.scalars(select(Unit.id).where(Unit.kind == UnitKind.PROVINCE_PC.value)))
+        lead = session.scalar(
+            select(UnitVersion.unit_id).where(UnitVersion.is_lead.is_(True), _valid_on(UnitVersion, on)).limit(1)
+        )
+        pcs = frozenset(
+            session.scalars(
+                select(UnitVersion.unit_id).where(UnitVersion.kind == UnitKind.PROVINCE_PC.value, _valid_on(UnitVersion, on))
+            )
+        )
         bodies = set(parents.values()) | set(pcs) | ({lead} if lead is not None else set())
         codes = dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(bodies))).tuples().all()) if bodies else {}
         return cls(on, parents, lead, pcs, codes)
@@ -284,13 +581,19 @@ __all__ = [
     "Hierarchy",
     "UnitKind",
     "ancestor_ids",
+    "change_unit",
     "create_unit",
+    "end_unit",
     "escalation_body",
     "lead_unit",
     "parent_id",
+    "record_succession",
     "set_contact",
     "set_parent",
     "subtree_ids",
     "subtree_select",
+    "successions",
     "unit_by_code",
+    "version_on",
+    "visible_select",
 ]

@@ -16,7 +16,10 @@ ROWS = 60_000
 def _fill(db: Database, now: datetime) -> None:
     """Setup only: many cases, each with a pending timer due in the future, and finished ones in the past."""
     with db.engine.begin() as conn:
-        conn.execute(text("INSERT INTO units (id, code, name, kind, is_lead, valid_from) VALUES (1, 'U', 'Unit', 'department', false, '2025-07-01')"))
+        conn.execute(text("INSERT INTO units (id, valid_from) VALUES (1, '2025-07-01')"))
+        conn.execute(text(
+            "INSERT INTO unit_versions (unit_id, code, name, kind, is_lead, valid_from) VALUES (1, 'U', 'Unit', 'department', false, '2025-07-01')"
+        ))
         conn.execute(text(
             "INSERT INTO cases (id, unit_id, workflow, workflow_version, state, version, data, opened_at, updated_at, history_head, history_length) "
             "SELECT g, 1, 'qms_lifecycle', 1, 'planned', 1, '{}', :now, :now, '', 0 FROM generate_series(1, :n) g"

@@ -5,7 +5,7 @@
 these rows and of the ``holidays`` version the pending timers were planned with stays in ``meta``.
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0007 (0006 was named before 0007 reached main; the chain runs 0005, 0007, 0006)
 Create Date: 2026-12-03
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
-down_revision = '0005'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
