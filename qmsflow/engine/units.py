@@ -537,12 +537,18 @@ class Hierarchy:
 
     @classmethod
     def load(cls, session: Session, on: date) -> Hierarchy:
-        """Read the links valid on ``on``, the lead unit, the province PCs and their codes (four statements)."""
+        """Read the links valid on ``on``, the lead unit, the province PCs and their (current) codes: four statements."""
         parents = dict(
             session.execute(select(UnitParent.unit_id, UnitParent.parent_id).where(_valid_on(UnitParent, on))).tuples().all()
         )
-        lead = session.scalar(select(Unit.id).where(Unit.is_lead.is_(True), _valid_on(Unit, on)).order_by(Unit.id).limit(1))
-        pcs = frozenset(session.scalars(select(Unit.id).where(Unit.kind == UnitKind.PROVINCE_PC.value)))
+        lead = session.scalar(
+            select(UnitVersion.unit_id).where(UnitVersion.is_lead.is_(True), _valid_on(UnitVersion, on)).limit(1)
+        )
+        pcs = frozenset(
+            session.scalars(
+                select(UnitVersion.unit_id).where(UnitVersion.kind == UnitKind.PROVINCE_PC.value, _valid_on(UnitVersion, on))
+            )
+        )
         bodies = set(parents.values()) | set(pcs) | ({lead} if lead is not None else set())
         codes = dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(bodies))).tuples().all()) if bodies else {}
         return cls(on, parents, lead, pcs, codes)
