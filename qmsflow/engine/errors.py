@@ -109,6 +109,21 @@ class StaleVersion(QmsflowError):
         super().__init__(f"case {case_id} is at version {actual}, not {expected}: reload it")
 
 
+class FormStale(StaleVersion):
+    """A form was loaded before the case moved on, or before someone recorded one of its fields.
+
+    Attributes:
+        case_id: the case.
+        expected: the version the form was loaded at.
+        actual: the stored version.
+        changes: what happened since, oldest first (``staleness.Change``), for the page to say.
+    """
+
+    def __init__(self, case_id: int, expected: int, actual: int, changes: list[object]) -> None:
+        super().__init__(case_id, expected, actual)
+        self.changes = changes
+
+
 class InvalidTransition(QmsflowError):
     """The event does not exist or cannot fire from the case's current state.
 
@@ -225,6 +240,7 @@ __all__ = [
     "DefinitionError",
     "DefinitionProblem",
     "FieldProblem",
+    "FormStale",
     "GuardFailed",
     "InvalidTransition",
     "NotFound",
