@@ -5,6 +5,7 @@ The web layer maps these to HTTP status codes in one place; the engine never rai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -119,9 +120,9 @@ class FormStale(StaleVersion):
         changes: what happened since, oldest first (``staleness.Change``), for the page to say.
     """
 
-    def __init__(self, case_id: int, expected: int, actual: int, changes: list[object]) -> None:
+    def __init__(self, case_id: int, expected: int, actual: int, changes: Sequence[object]) -> None:
         super().__init__(case_id, expected, actual)
-        self.changes = changes
+        self.changes = list(changes)
 
 
 class InvalidTransition(QmsflowError):
