@@ -142,7 +142,7 @@ def layout(definition: Definition, language: str) -> _Layout:
             box.x, box.y = x, y + (tallest - box.height) / 2
             x += BOX_WIDTH + COLUMN_GAP
         y += tallest + LAYER_GAP
-    right = MARGIN + widest * BOX_WIDTH + (widest - 1) * COLUMN_GAP
+    right: float = MARGIN + widest * BOX_WIDTH + (widest - 1) * COLUMN_GAP
     for k, edge in enumerate(around):
         low, high = sorted((depth[edge.source], depth[edge.dest]))
         beside = max(b.x + BOX_WIDTH for b in out.boxes.values() if low <= b.layer <= high)
