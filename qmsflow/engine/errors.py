@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 
 class QmsflowError(Exception):
@@ -143,10 +144,19 @@ class InvalidTransition(QmsflowError):
 
 @dataclass
 class FieldProblem:
-    """One problem with one submitted field."""
+    """One problem with one submitted field.
+
+    Attributes:
+        field: the field's name ("guard" for an event's condition).
+        message: what is wrong, in plain English (logs, the CLI, the JSON API).
+        code: what is wrong as a stable word a page translates ("required", "date_in_future", ...),
+            with ``params`` the values its sentence needs; "" where no page needs one yet.
+    """
 
     field: str
     message: str
+    code: str = ""
+    params: dict[str, object] = dataclass_field(default_factory=dict)
 
 
 class GuardFailed(QmsflowError):
