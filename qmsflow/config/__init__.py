@@ -57,6 +57,18 @@ class EvidenceSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """How the officers' web app runs (qmsflow/web, docs/web.md)."""
+
+    secure_cookies: bool = False  # on behind HTTPS: the session cookie is then sent over HTTPS only
+    idle_timeout_minutes: int = 480
+    # How many proxies in front of the app may be believed about the client address (X-Forwarded-For);
+    # 0: the address the connection comes from. The sign-in throttle counts per client address.
+    trusted_proxies: int = 0
+    base_url: str = ""  # e.g. https://iso.angiang.gov.vn: links in emails
+
+
+@dataclass(frozen=True)
 class HistorySettings:
     """The history keyring besides the current key (``history_key``): its id and the retired keys."""
 
@@ -81,6 +93,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def keyring(self) -> Keyring:
         """Return the history keyring; raise ConfigurationError naming the setting that is wrong."""
@@ -184,6 +197,7 @@ def load_settings(
         smtp=SmtpSettings(**raw["smtp"]),
         evidence=EvidenceSettings(**raw["evidence"]),
         history=HistorySettings(**raw["history"]),
+        web=WebSettings(**raw["web"]),
     )
     if settings.history_key:
         settings.keyring()  # a malformed keyring fails at start, naming the setting
@@ -278,6 +292,7 @@ __all__ = [
     "Settings",
     "SchedulerSettings",
     "SmtpSettings",
+    "WebSettings",
     "ensure_instance",
     "load_settings",
     "write_keyring",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from datetime import datetime
 
 
 class QmsflowError(Exception):
@@ -242,6 +243,20 @@ class DatabaseUnavailable(QmsflowError):
         )
 
 
+class TooManyAttempts(QmsflowError):
+    """Sign-in refused without checking the password: too many recent failures (qmsflow/engine/signin.py).
+
+    Attributes:
+        by: what was throttled: "username" or "address".
+        until: the instant (UTC) from which sign-in may be tried again.
+    """
+
+    def __init__(self, by: str, until: datetime) -> None:
+        self.by = by
+        self.until = until
+        super().__init__(f"too many failed sign-ins for this {by}: try again after {until.isoformat()}")
+
+
 __all__ = [
     "ConditionError",
     "ConfigurationError",
@@ -258,5 +273,6 @@ __all__ = [
     "NotPermitted",
     "QmsflowError",
     "StaleVersion",
+    "TooManyAttempts",
     "ValidationFailed",
 ]

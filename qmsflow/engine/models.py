@@ -154,8 +154,41 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Raised by a deactivation or a password reset or change: a web session signed in under an
+    # older epoch is over (0008). A one-time password issued by an administrator sets the flag.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     unit: Mapped[Unit | None] = relationship()
+
+
+class SignInFailure(Base):
+    """One failed sign-in, by the username typed (known or not) and the client address (0008).
+
+    Counted by qmsflow/engine/signin.py within a window, in the database, so the limit holds across
+    every web process; a successful sign-in or an administrator's unlock clears a username's rows.
+    """
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (
+        Index("ix_sign_in_failures_username_at", "username", "at"),
+        Index("ix_sign_in_failures_client_address_at", "client_address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    username: Mapped[str] = mapped_column(String(64))
+    client_address: Mapped[str] = mapped_column(String(64))
+
+
+class SignInLock(Base):
+    """A username locked after too many failures, until ``locked_until`` or an administrator's unlock (0008)."""
+
+    __tablename__ = "sign_in_locks"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Case(Base):
@@ -433,6 +466,8 @@ __all__ = [
     "Meta",
     "Notification",
     "Obligation",
+    "SignInFailure",
+    "SignInLock",
     "Timer",
     "TimerFiring",
     "Unit",

@@ -1,14 +1,15 @@
-"""The Flask app: factory, settings, extensions. Pages and the JSON API arrive in their own issues.
+"""The officers' web app: the factory, and the list of features it registers.
 
-Nothing happens at import time; ``create_app`` builds everything (flaskr's pattern).
+Nothing happens at import time; ``create_app`` builds everything (flaskr's pattern). Each feature is
+a blueprint in its own module; adding one is one line in ``_blueprints`` (and, for the header, one
+in navigation.ENTRIES). How the app is laid out and why: docs/web.md.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify, request
-from flask_babel import Babel
+from flask import Blueprint, Flask, jsonify
 from flask_wtf import CSRFProtect
 from sqlalchemy import text
 
@@ -17,8 +18,22 @@ from ..config import Settings, load_settings
 from ..engine.clock import Clock, SystemClock
 from ..engine.db import Database
 from ..engine.runtime import Runtime
+from . import access, i18n, layout, security
+from .context import WebServices, services
+from .i18n import LANGUAGES
 
-LANGUAGES = ("vi", "en")
+UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence file
+
+
+def _blueprints() -> list[Blueprint]:
+    """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
+    from . import auth, errors, home
+
+    return [
+        errors.bp,
+        auth.bp,
+        home.bp,
+    ]
 
 
 def create_app(
@@ -37,31 +52,38 @@ def create_app(
         BABEL_DEFAULT_LOCALE=settings.default_language,
         BABEL_DEFAULT_TIMEZONE="Asia/Ho_Chi_Minh",
         JSON_AS_ASCII=False,
+        SESSION_COOKIE_NAME="qmsflow_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.web.secure_cookies,
+        # The form's token lives as long as the session; the idle timeout ends both.
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=settings.evidence.max_bytes + UPLOAD_OVERHEAD,
     )
     if test_config:
         app.config.update(test_config)
-    database = db or bootstrap.open_database(settings)
+    database = db or bootstrap.open_database(settings, "qmsflow-web")
     rt = runtime or bootstrap.build_runtime(settings, clock or SystemClock())
-    app.extensions["qmsflow"] = {"settings": settings, "db": database, "runtime": rt}
+    app.extensions["qmsflow"] = WebServices(settings=settings, db=database, rt=rt)
 
-    Babel(app, locale_selector=_locale)
+    i18n.init_app(app)
     CSRFProtect(app)
+    security.init_app(app, settings.web)
+    access.init_app(app)
+    layout.init_app(app)
+    for blueprint in _blueprints():
+        app.register_blueprint(blueprint)
 
     @app.get("/healthz")
+    @access.public
     def healthz() -> Any:
         """Liveness and database reachability, for the operator's monitoring."""
         with database.read() as session:
             session.execute(text("SELECT 1"))
         return jsonify(status="ok", workflows=[f"{d.name}@{d.version}" for d in rt.registry.definitions()])
 
+    access.check_every_view_is_guarded(app)
     return app
 
 
-def _locale() -> str:
-    chosen = request.args.get("lang") or request.cookies.get("lang")
-    if chosen in LANGUAGES:
-        return chosen
-    return request.accept_languages.best_match(LANGUAGES) or "vi"
-
-
-__all__ = ["create_app"]
+__all__ = ["LANGUAGES", "WebServices", "create_app", "services"]
