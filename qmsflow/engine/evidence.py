@@ -69,8 +69,8 @@ class PurgeReport:
 # ------------------------------------------------------------------------------- type from bytes
 
 
-def _refuse(message: str) -> ValidationFailed:
-    return ValidationFailed([FieldProblem("file", message)])
+def _refuse(message: str, code: str = "file_broken", **params: object) -> ValidationFailed:
+    return ValidationFailed([FieldProblem("file", message, code, params)])
 
 
 def _check_png(path: Path, size: int) -> None:
@@ -128,7 +128,7 @@ def _check_pdf(path: Path) -> None:
     try:
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
-            raise _refuse("an encrypted PDF cannot be kept as evidence")
+            raise _refuse("an encrypted PDF cannot be kept as evidence", "file_encrypted")
         pages = len(reader.pages)
     except ValidationFailed:
         raise
@@ -155,16 +155,16 @@ def detect_type(path: Path, size: int) -> str:
     if magic.startswith(b"\xff\xd8\xff"):
         _check_jpeg(path, size)
         return JPEG
-    raise _refuse("only PDF, JPEG and PNG files are accepted")
+    raise _refuse("only PDF, JPEG and PNG files are accepted", "file_type")
 
 
 def clean_name(name: str) -> str:
     """Return the file's display name without any folder part; ValidationFailed when nothing usable is left."""
     base = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
     if not base or base in {".", ".."} or any(unicodedata.category(c).startswith("C") for c in base):
-        raise ValidationFailed([FieldProblem("name", "a file name without control characters is required")])
+        raise ValidationFailed([FieldProblem("name", "a file name without control characters is required", "file_name")])
     if len(base) > 255:
-        raise ValidationFailed([FieldProblem("name", "at most 255 characters")])
+        raise ValidationFailed([FieldProblem("name", "at most 255 characters", "file_name")])
     return base
 
 
@@ -215,13 +215,13 @@ def stage(
             while chunk := content.read(_CHUNK):
                 size += len(chunk)
                 if size > store.max_bytes:
-                    raise _refuse(f"larger than the {store.max_bytes} bytes allowed")
+                    raise _refuse(f"larger than the {store.max_bytes} bytes allowed", "file_too_large", max_bytes=store.max_bytes)
                 digest.update(chunk)
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         if size == 0:
-            raise _refuse("the file is empty")
+            raise _refuse("the file is empty", "file_empty")
         content_type = detect_type(tmp, size)
         sha = digest.hexdigest()
         _lock_hash(session, sha)
