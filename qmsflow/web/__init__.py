@@ -27,12 +27,15 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import auth, errors, home
+    from . import auth, cases, errors, inbox, mywork, opening
 
     return [
         errors.bp,
         auth.bp,
-        home.bp,
+        mywork.bp,  # My work is the home page (it took home.index's place at "/")
+        cases.bp,
+        inbox.bp,
+        opening.bp,
     ]
 
 

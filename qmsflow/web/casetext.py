@@ -26,15 +26,28 @@ def target_label(target: Target | str | None) -> str:
     return words.get(value or "", value or "")
 
 
+def stage_label(stage: str | None) -> str:
+    """A state's stage of the lifecycle (docs/domain.md), in words."""
+    words = {
+        "build": _("Xây dựng"),
+        "apply": _("Áp dụng"),
+        "announce": _("Công bố"),
+        "maintain": _("Duy trì"),
+        "improve": _("Cải tiến"),
+        "remediate": _("Khắc phục"),
+    }
+    return words.get(stage or "", stage or "")
+
+
 def days_left(days: int | None) -> str:
     """Working days left before a deadline, or how many it is late."""
     if days is None:
         return ""
     if days > 0:
-        return ngettext("còn %(num)s ngày làm việc", "còn %(num)s ngày làm việc", days, num=i18n.format_number(days))
+        return ngettext("còn %(days)s ngày làm việc", "còn %(days)s ngày làm việc", days, days=i18n.format_number(days))
     if days == 0:
         return _("đến hạn hôm nay")
-    return ngettext("quá hạn %(num)s ngày làm việc", "quá hạn %(num)s ngày làm việc", -days, num=i18n.format_number(-days))
+    return ngettext("quá hạn %(days)s ngày làm việc", "quá hạn %(days)s ngày làm việc", -days, days=i18n.format_number(-days))
 
 
 def entry_title(entry: TimelineEntry) -> str:
@@ -93,4 +106,4 @@ def value_text(value: object) -> str:
     return show_day(value)
 
 
-__all__ = ["days_left", "entry_title", "is_system_row", "target_label", "value_text"]
+__all__ = ["days_left", "entry_title", "is_system_row", "stage_label", "target_label", "value_text"]
