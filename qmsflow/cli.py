@@ -279,7 +279,7 @@ def init(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, as_of: datetime | None) -> None:
     """Initialise and load the demo province (only into an empty database), shifted to end near today."""
-    from .demo import build_demo, catch_up, has_data
+    from .demo import DEMO_PASSWORD, USERS, build_demo, catch_up, has_data
     from .engine.clock import local_date
 
     app = _app(ctx)
@@ -297,6 +297,9 @@ def demo(ctx: click.Context, as_of: datetime | None) -> None:
         f"demo loaded: {counts['units']} units, {counts['users']} users, {counts['cases']} cases "
         f"({fired} overdue steps fired up to {load_day})"
     )
+    click.echo(f"demo users, each with the password {DEMO_PASSWORD!r} (sign in at /sign-in once `qmsflow serve` runs):")
+    for username, full_name, role, _unit in USERS:
+        click.echo(f"  {username:<15} {role:<13} {full_name}")
 
 
 # ------------------------------------------------------------------------------------------ users
@@ -337,6 +340,38 @@ def users_create(
             rt=app.rt, actor=_operator(),
         )
         click.echo(f"created user {user.username} ({user.role}{', ' + unit.name if unit else ''})")
+
+
+@users.command("set-password")
+@click.argument("username")
+@click.pass_context
+def users_set_password(ctx: click.Context, username: str) -> None:
+    """Set USERNAME's password, read from standard input (asked twice at a terminal); ends their web sessions."""
+    from .engine.permissions import CONSOLE, require_admin
+    from .engine.users import set_password, user_by_name
+
+    app = _app(ctx)
+    if sys.stdin.isatty():
+        password = click.prompt("new password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    with engine_errors(), app.db.write() as session:
+        require_admin(CONSOLE, "users")
+        set_password(session, user_by_name(session, username), password, now=app.now_clock().now(), rt=app.rt, actor=_operator())
+    click.echo(f"password set for {username}; their web sessions have ended")
+
+
+@users.command("unlock")
+@click.argument("username")
+@click.pass_context
+def users_unlock(ctx: click.Context, username: str) -> None:
+    """Lift the sign-in lock that failed attempts put on USERNAME."""
+    from .engine.signin import unlock
+
+    app = _app(ctx)
+    with engine_errors(), app.db.write() as session:
+        was_locked = unlock(session, app.rt, _operator(), username)
+    click.echo(f"{username}: {'unlocked' if was_locked else 'was not locked'}")
 
 
 @users.command("list")
@@ -951,7 +986,7 @@ def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
             # One scheduler for the process; waitress serves with threads, never forks workers.
             service = _service(app)
             service.start_background()
-    click.echo(f"qmsflow on http://{host}:{port}/healthz  (scheduler {'on' if service else 'off'}; the pages arrive with the web issues)")
+    click.echo(f"qmsflow on http://{host}:{port}/  (scheduler {'on' if service else 'off'}; sign in at http://{host}:{port}/sign-in)")
     try:
         server.run()
     finally:

@@ -54,6 +54,10 @@ UNITS: list[tuple[str, str, UnitKind, str | None, bool]] = [
     ("THCS-BD", "Trường THCS Bình Đức", UnitKind.LOWER_SECONDARY, "30292", False),
 ]
 
+# Every demo user signs in with this password, so an official can try the pages at once; `qmsflow demo`
+# prints it. A real installation makes its users with `qmsflow users create` and `set-password`.
+DEMO_PASSWORD = "qmsflow-demo"
+
 # username, full name, role, unit code
 USERS: list[tuple[str, str, str, str | None]] = [
     ("admin", "Quản trị hệ thống", "admin", None),
@@ -125,7 +129,7 @@ def build_demo(
         user = create_user(
             session, username=username, full_name=full_name, role=role, now=clock.now(),
             unit=d.units[unit_code] if unit_code else None, email=f"{username}@angiang.example",
-            rt=demo_rt, actor=SYSTEM,
+            password=DEMO_PASSWORD, rt=demo_rt, actor=SYSTEM,
         )
         d.actors[username] = Actor.of(user)
     log(f"{len(d.actors)} users")

@@ -117,6 +117,20 @@ def changed(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -
     return before != after
 
 
+def entries(session: Session, actor: Actor, *, before_seq: int | None = None, limit: int = 50) -> list[AdminLogEntry]:
+    """Return up to ``limit`` rows, newest first (before ``before_seq`` when given), for an administrator of users."""
+    from .errors import FieldProblem, ValidationFailed
+    from .permissions import AdminArea, require_admin
+
+    require_admin(actor, AdminArea.USERS)
+    if not 1 <= limit <= 500 or (before_seq is not None and before_seq < 1):
+        raise ValidationFailed([FieldProblem("page", "1 to 500 rows, before a row number >= 1", "page_out_of_range")])
+    query = select(AdminLogEntry).order_by(AdminLogEntry.seq.desc()).limit(limit)
+    if before_seq is not None:
+        query = query.where(AdminLogEntry.seq < before_seq)
+    return list(session.scalars(query))
+
+
 @dataclass(frozen=True)
 class AdminLogFinding:
     """One problem ``verify`` found in the admin log: the row (by its sequence number) and what is wrong."""
@@ -177,4 +191,4 @@ def verify(session: Session, key: Keyring | bytes, batch: int = 1000) -> tuple[i
     return count, findings
 
 
-__all__ = ["AdminLogFinding", "FORM_VERSION", "canonical_bytes", "changed", "record", "row_hash", "verify"]
+__all__ = ["AdminLogFinding", "FORM_VERSION", "canonical_bytes", "changed", "entries", "record", "row_hash", "verify"]

@@ -10,7 +10,7 @@ from datetime import datetime
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from . import adminlog
 from .definitions import Role
@@ -121,7 +121,7 @@ def list_users(session: Session, actor: Actor, *, offset: int = 0, limit: int = 
     require_admin(actor, AdminArea.USERS)
     if offset < 0 or not 1 <= limit <= 500:
         raise ValidationFailed([FieldProblem("page", "offset >= 0 and 1 to 500 a page", "page_out_of_range")])
-    rows = list(session.scalars(select(User).order_by(User.username).offset(offset).limit(limit)))
+    rows = list(session.scalars(select(User).options(selectinload(User.unit)).order_by(User.username).offset(offset).limit(limit)))
     return UserPage(rows, int(session.scalar(select(func.count(User.id))) or 0))
 
 

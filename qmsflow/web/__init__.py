@@ -27,7 +27,7 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import auth, cases, errors, inbox, mywork, opening
+    from . import admin_log, auth, cases, errors, inbox, mywork, opening, users
 
     return [
         errors.bp,
@@ -36,6 +36,8 @@ def _blueprints() -> list[Blueprint]:
         cases.bp,
         inbox.bp,
         opening.bp,
+        users.bp,
+        admin_log.bp,
     ]
 
 

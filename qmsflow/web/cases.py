@@ -28,7 +28,7 @@ from ..engine.actions import AllowedEvent, allowed_events
 from ..engine.cases import advance, get_case
 from ..engine.clock import local_date
 from ..engine.deadlines import case_deadlines
-from ..engine.errors import FieldProblem, FormStale, GuardFailed, NotFound, StaleVersion, ValidationFailed
+from ..engine.errors import FieldProblem, FormStale, GuardFailed, NotFound, NotPermitted, StaleVersion, ValidationFailed
 from ..engine.models import Case, EvidenceUpload, Unit
 from ..engine.mywork import CONFIRM_ON_CASE_PAGE
 from ..engine.permissions import may_fire
@@ -121,13 +121,24 @@ def print_view(case_id: int) -> Any:
         return render_template("cases/print.html", **_page_context(session, case_id, forms=False))
 
 
-def _allowed_event(session: Session, case_id: int, event: str) -> tuple[Case, AllowedEvent]:
-    """The case in scope and the event the person may fire on it now; NotFound otherwise (404)."""
-    case = get_case(session, services().rt, current_user().actor, case_id)
-    found = next((a for a in _events(session, case, current_language()) if a.event == event), None)
-    if found is None:
+def _fireable(session: Session, case_id: int, event: str) -> Case:
+    """The case in scope (else 404) whose definition has ``event`` for the person's role.
+
+    An unknown or reserved event is a 404; one the role may not fire, on a case the person sees, a 403.
+    """
+    rt, actor = services().rt, current_user().actor
+    case = get_case(session, rt, actor, case_id)
+    definition = rt.registry.get(case.workflow, case.workflow_version)
+    if event not in definition.spec.events or event in RESERVED_EVENTS:
         raise NotFound("event", event)
-    return case, found
+    if not may_fire(actor, definition, event):
+        raise NotPermitted(actor.username, f"fire {event!r}", case.id)
+    return case
+
+
+def _allowed_now(session: Session, case: Case, event: str) -> AllowedEvent | None:
+    """The event as the person may fire it from the case's state now (None: not from this state)."""
+    return next((a for a in _events(session, case, current_language()) if a.event == event), None)
 
 
 def _version() -> int:
@@ -165,16 +176,16 @@ def _check(session: Session, case_id: int, event: str) -> tuple[Case, AllowedEve
     what changed), not a missing page.
     """
     rt, actor = services().rt, current_user().actor
-    case = get_case(session, rt, actor, case_id)
+    case = _fireable(session, case_id, event)
     definition = rt.registry.get(case.workflow, case.workflow_version)
-    if event not in definition.spec.events or event in RESERVED_EVENTS or not may_fire(actor, definition, event):
-        raise NotFound("event", event)
     submission = read_submission(definition, event, request.form)
     try:
         version = check_form(session, rt, actor, case.id, event, _version(), language=current_language())
     except FormStale as stale:
         raise _Refused(Refusal(event, submission, changes=[c for c in stale.changes if isinstance(c, Change)], stale=True)) from None
-    case, allowed = _allowed_event(session, case_id, event)
+    allowed = _allowed_now(session, case, event)
+    if allowed is None:  # not from this state, though the form is not stale: a hand-made request
+        raise NotFound("event", event)
     problems = all_problems(definition, event, submission, local_date(rt.clock.now()))
     if problems:
         raise _Refused(Refusal(event, submission, problems))
@@ -240,10 +251,12 @@ def check_answers(case_id: int, event: str) -> Any:
 def confirm(case_id: int, event: str) -> Any:
     """Ask before firing an event that has no fields (the button on My work leads here)."""
     with services().db.read() as session:
-        case, allowed = _allowed_event(session, case_id, event)
-        unit = session.get(Unit, case.unit_id)
-        if allowed.fields or event in CONFIRM_ON_CASE_PAGE:
+        case = _fireable(session, case_id, event)
+        allowed = _allowed_now(session, case, event)
+        if allowed is None or not allowed.enabled or allowed.fields or event in CONFIRM_ON_CASE_PAGE:
+            # not now, or a form on the case page: the case page says which and why
             return redirect(url_for("cases.show", case_id=case_id) + f"#su-kien-{event}")
+        unit = session.get(Unit, case.unit_id)
         return render_template(
             "cases/confirm.html", case=case, unit=unit, allowed=allowed, version=case.version, answers=[], raw={},
             comment="", uploads=[], files=[],

@@ -45,7 +45,10 @@ def _layout() -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     """Give every template the layout's values."""
+    from . import labels
+
     app.context_processor(_layout)
+    app.jinja_env.globals.update(role_label=labels.role, action_label=labels.action)
 
 
 __all__ = ["inbox_unread", "init_app"]
