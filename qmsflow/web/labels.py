@@ -28,6 +28,49 @@ ACTIONS = {
 }
 
 
+FIELDS = {
+    "username": _l("tên đăng nhập"),
+    "full_name": _l("họ và tên"),
+    "email": _l("thư điện tử"),
+    "role": _l("vai trò"),
+    "unit_id": _l("đơn vị (số)"),
+    "active": _l("đang hoạt động"),
+    "password": _l("mật khẩu"),
+    "locked_until": _l("khoá đến"),
+    "code": _l("mã"),
+    "name": _l("tên"),
+    "kind": _l("loại"),
+    "parent_id": _l("cơ quan quản lý (số)"),
+    "valid_from": _l("hiệu lực từ"),
+    "valid_to": _l("hiệu lực đến"),
+    "is_lead": _l("đơn vị đầu mối"),
+}
+
+VALUES = {
+    "set": _l("đã đặt"),
+    "one-time": _l("dùng một lần"),
+}
+
+
+def field(name: str) -> str:
+    """A logged field's name (the code itself when unknown)."""
+    label = FIELDS.get(name)
+    return str(label) if label is not None else name
+
+
+def value(name: str, raw: object) -> str:
+    """A logged value as a reader reads it: yes/no, a role's name, the words for a password's state."""
+    if raw is True:
+        return str(_l("có"))
+    if raw is False:
+        return str(_l("không"))
+    if name == "role" and isinstance(raw, str):
+        return role(raw)
+    if isinstance(raw, str) and raw in VALUES:
+        return str(VALUES[raw])
+    return "" if raw is None else str(raw)
+
+
 def role(code: str) -> str:
     """A role's name (the code itself when unknown)."""
     label = ROLES.get(code)
@@ -40,4 +83,4 @@ def action(code: str) -> str:
     return str(label) if label is not None else code
 
 
-__all__ = ["ACTIONS", "ROLES", "action", "role"]
+__all__ = ["ACTIONS", "FIELDS", "ROLES", "action", "field", "role", "value"]

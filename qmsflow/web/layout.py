@@ -48,7 +48,8 @@ def init_app(app: Flask) -> None:
     from . import labels
 
     app.context_processor(_layout)
-    app.jinja_env.globals.update(role_label=labels.role, action_label=labels.action)
+    app.jinja_env.globals.update(role_label=labels.role, action_label=labels.action, field_label=labels.field,
+                                 value_label=labels.value)
 
 
 __all__ = ["inbox_unread", "init_app"]
