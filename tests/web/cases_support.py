@@ -32,7 +32,7 @@ def pdf_bytes(title: str = "Biên bản") -> bytes:
 class World:
     """Ids the route matrix and the browser checks put in their paths."""
 
-    case: int  # THPT-TNH's lifecycle, in building: tnh's unit, supervised by gddt
+    case: int  # THPT-TNH's lifecycle, in building, ready to apply: tnh's unit, supervised by gddt
     other_case: int  # THCS-MT's lifecycle: outside tnh's and gddt's scope
     attachment: int  # a file on ``case``
     other_attachment: int  # a file on ``other_case``
@@ -51,6 +51,10 @@ def make_world(db: Database, rt: Runtime, province: Province, store: EvidenceSto
             advance(session, rt, actor, target.id, "approve_plan", {"plan_number": "1/KH", "plan_approved_on": "2026-01-05"},
                     evidence=[upload.id])
             ids.append(upload.id)
+        officer = province.actors["tnh"]
+        advance(session, rt, officer, case.id, "establish_committee", {"committee_decision_number": "5/QĐ", "committee_decided_on": "2026-01-05"})
+        advance(session, rt, officer, case.id, "issue_documents",
+                {"documents_decision_number": "6/QĐ", "documents_issued_on": "2026-01-05", "procedure_count": 12})
         note = Notification(case_id=case.id, kind="reminder", level=0, target="unit", target_unit_id=case.unit_id,
                             subject="Sắp đến hạn hoàn thành xây dựng HTQLCL", body="Còn 10 ngày làm việc.",
                             created_at=rt.clock.now(), status="routed")
