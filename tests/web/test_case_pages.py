@@ -13,7 +13,7 @@ from sqlalchemy import select
 from qmsflow.engine import Database, FixedClock, Runtime, advance, open_case
 from qmsflow.engine.models import Case, EvidenceUpload, HistoryEntry
 from tests.conftest import Province, rows_committed
-from tests.web.cases_support import pdf_bytes
+from tests.web.cases_support import World, pdf_bytes
 from tests.web.conftest import post
 
 CA = {"inspection_decision": "20/QĐ-SKHCN", "minutes_number": "21/BB", "minutes_signed_on": "2025-12-01", "findings": "Thiếu hồ sơ"}
@@ -232,3 +232,33 @@ def test_the_case_page_speaks_english_when_chosen(
     assert "Lịch sử hồ sơ" not in html
     assert "What you can do now" in officer.get(f"/cases/{case_id}").get_data(as_text=True)
     assert "My work" in officer.get("/").get_data(as_text=True)
+
+
+def test_a_script_in_a_unit_name_shows_as_text_on_my_work_and_the_case_page(
+    db: Database, rt: Runtime, province: Province, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    from sqlalchemy import update
+
+    from qmsflow.engine.models import Unit
+
+    case_id = _lifecycle(db, rt, province)
+    with db.write() as session:
+        session.execute(update(Unit).where(Unit.code == "THPT-TNH").values(name="<script>alert('x')</script> Trường"))
+    officer = signed_in("tnh")
+    for path in ("/", f"/cases/{case_id}", f"/cases/{case_id}/print"):
+        html = officer.get(path).get_data(as_text=True)
+        assert "<script>alert(" not in html and "&lt;script&gt;alert(" in html, path
+
+
+def test_the_inbox_lists_marks_read_and_the_header_counts_unread(
+    db: Database, rt: Runtime, province: Province, signed_in: Callable[[str], FlaskClient], world: World
+) -> None:
+    officer = signed_in("tnh")
+    inbox = officer.get("/inbox").get_data(as_text=True)
+    assert "Sắp đến hạn hoàn thành xây dựng HTQLCL" in inbox and "Chưa đọc" in inbox
+    assert "1 thông báo chưa đọc" in officer.get("/").get_data(as_text=True)
+    assert post(officer, f"/inbox/{world.item}/read").status_code == 302
+    assert "Chưa đọc" not in officer.get("/inbox").get_data(as_text=True)
+    assert "thông báo chưa đọc" not in officer.get("/").get_data(as_text=True)
+    assert post(signed_in("gddt"), f"/inbox/{world.item}/read").status_code == 404  # not theirs
+    assert post(officer, "/inbox/read-all").status_code == 302
