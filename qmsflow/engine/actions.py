@@ -6,11 +6,14 @@ on the case's current data, so the reason is the same words ``advance`` would re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from .clock import local_date
+from .definitions import Definition
 from .models import Case
 from .permissions import Actor, may_fire, require
 from .runtime import Runtime
@@ -45,10 +48,16 @@ def allowed_events(
     the case's data with the event's fixed ``set`` values, as ``advance`` merges them.
     """
     require(session, actor, "view", case, on=local_date(rt.clock.now()))
-    language = language or rt.language
     definition = rt.registry.get(case.workflow, case.workflow_version)
+    return events_now(actor, definition, case.state, case.data, language or rt.language)
+
+
+def events_now(
+    actor: Actor, definition: Definition, state: str, data: Mapping[str, Any], language: str
+) -> list[AllowedEvent]:
+    """Return the events ``actor``'s role may fire from ``state`` on ``data`` (no query: scope is the caller's)."""
     out = []
-    for name in definition.events_from(case.state):
+    for name in definition.events_from(state):
         if not may_fire(actor, definition, name):
             continue
         spec = definition.spec.events[name]
@@ -59,11 +68,11 @@ def allowed_events(
             if guard.fields() & set(spec.fields):
                 holds = None
             else:
-                holds = guard.evaluate({**case.data, **spec.set})
+                holds = guard.evaluate({**data, **spec.set})
                 if not holds:
                     reason = spec.guard_message.get(language) if spec.guard_message else guard.source
         out.append(AllowedEvent(name, spec.label.get(language), tuple(spec.fields), holds, reason))
     return out
 
 
-__all__ = ["AllowedEvent", "allowed_events"]
+__all__ = ["AllowedEvent", "allowed_events", "events_now"]

@@ -29,6 +29,9 @@ from .models import Case, Obligation, Timer, Unit
 from .permissions import Actor, Decision, decide, require, scope_clause
 from .runtime import Runtime
 
+COMMENT_KEY = "_comment"  # reserved key in a history row's data: the person's comment on the transition
+MAX_COMMENT = 2000
+
 
 @dataclass(frozen=True)
 class Advanced:
@@ -223,6 +226,7 @@ def advance(
     expected_version: int | None = None,
     now: datetime | None = None,
     evidence: Sequence[int] = (),
+    comment: str | None = None,
 ) -> Advanced:
     """Fire ``event`` on a case as ``actor``; change everything or nothing (see the module doc).
 
@@ -232,11 +236,13 @@ def advance(
     whole operation (default: the runtime clock): the history row, the version's ``updated_at`` and
     the new state's deadlines all use it; the sweep passes its own. ``evidence``: ids of the actor's
     staged uploads to attach (qmsflow/engine/evidence.py); the history row records them under
-    ``_evidence``, which is not merged into the case's data.
+    ``_evidence``, which is not merged into the case's data. ``comment``: the person's own words
+    about it (at most ``MAX_COMMENT`` characters), recorded in the history row under ``_comment``,
+    so the chain covers it; it is not case data either.
     """
     now = now or rt.clock.now()
     with _all_or_nothing(session):
-        return _advance(session, rt, actor, case_id, event, data, expected_version, now, evidence)
+        return _advance(session, rt, actor, case_id, event, data, expected_version, now, evidence, comment)
 
 
 def _advance(
@@ -249,6 +255,7 @@ def _advance(
     expected_version: int | None,
     now: datetime,
     evidence: Sequence[int],
+    comment: str | None,
 ) -> Advanced:
     today = local_date(now)
     case = load_case_for_update(session, case_id)
@@ -262,6 +269,7 @@ def _advance(
     if event_spec is None or case.state not in definition.sources(event):
         raise InvalidTransition(case.id, case.state, event)
     clean, problems = clean_fields(event_spec.fields, data, today)
+    note = _check_comment(comment, problems)
     if problems:
         raise GuardFailed(case.id, event, problems)
     recorded = {**clean, **event_spec.set}
@@ -282,6 +290,8 @@ def _advance(
     # Evidence, after every check and before the writes: refusing here still changes nothing.
     attached = evidence_files.claim(session, actor, case, evidence, now)
     logged = {**recorded, evidence_files.EVIDENCE_KEY: attached} if attached else recorded
+    if note:
+        logged = {**logged, COMMENT_KEY: note}
 
     # Read first, then write. The case, history and timer rows are written at once with Core
     # statements (history.append, timers), so the flush at the end has only the rare obligation
@@ -310,6 +320,19 @@ def _advance(
         _enter_state(session, rt, definition, case, now, actor, starts)
     session.flush()
     return Advanced(case=case, event=event, from_state=from_state, to_state=to_state, recorded=recorded)
+
+
+def _check_comment(comment: object, problems: list[FieldProblem]) -> str | None:
+    """Return the trimmed comment (None when empty), adding a problem when it is not short text."""
+    if comment is None:
+        return None
+    if not isinstance(comment, str):
+        problems.append(FieldProblem("comment", "not_text"))
+        return None
+    text = comment.strip()
+    if len(text) > MAX_COMMENT:
+        problems.append(FieldProblem("comment", "max_length", {"n": MAX_COMMENT}))
+    return text or None
 
 
 def _enter_state(
@@ -443,6 +466,8 @@ def open_obligations(session: Session, case: Case) -> list[Obligation]:
 
 
 __all__ = [
+    "COMMENT_KEY",
+    "MAX_COMMENT",
     "Advanced",
     "advance",
     "get_case",

@@ -5,6 +5,7 @@ The web layer maps these to HTTP status codes in one place; the engine never rai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as _field
 from datetime import datetime
@@ -110,6 +111,21 @@ class StaleVersion(QmsflowError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"case {case_id} is at version {actual}, not {expected}: reload it")
+
+
+class FormStale(StaleVersion):
+    """A form was loaded before the case moved on, or before someone recorded one of its fields.
+
+    Attributes:
+        case_id: the case.
+        expected: the version the form was loaded at.
+        actual: the stored version.
+        changes: what happened since, oldest first (``staleness.Change``), for the page to say.
+    """
+
+    def __init__(self, case_id: int, expected: int, actual: int, changes: Sequence[object]) -> None:
+        super().__init__(case_id, expected, actual)
+        self.changes = list(changes)
 
 
 class InvalidTransition(QmsflowError):
@@ -332,6 +348,7 @@ __all__ = [
     "DefinitionError",
     "DefinitionProblem",
     "FieldProblem",
+    "FormStale",
     "GuardFailed",
     "InvalidTransition",
     "NotFound",

@@ -69,8 +69,9 @@ class PurgeReport:
 # ------------------------------------------------------------------------------- type from bytes
 
 
-def _refuse(message: str) -> ValidationFailed:
-    return ValidationFailed([FieldProblem("file", "file_refused", {"reason": message})])
+def _refuse(message: str, code: str = "file_broken", **params: object) -> ValidationFailed:
+    """A refused file: ``code`` names why (qmsflow/engine/language.py), ``reason`` says it in English detail."""
+    return ValidationFailed([FieldProblem("file", code, {"reason": message, **params})])
 
 
 def _check_png(path: Path, size: int) -> None:
@@ -128,7 +129,7 @@ def _check_pdf(path: Path) -> None:
     try:
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
-            raise _refuse("an encrypted PDF cannot be kept as evidence")
+            raise _refuse("an encrypted PDF cannot be kept as evidence", "file_encrypted")
         pages = len(reader.pages)
     except ValidationFailed:
         raise
@@ -155,7 +156,7 @@ def detect_type(path: Path, size: int) -> str:
     if magic.startswith(b"\xff\xd8\xff"):
         _check_jpeg(path, size)
         return JPEG
-    raise _refuse("only PDF, JPEG and PNG files are accepted")
+    raise _refuse("only PDF, JPEG and PNG files are accepted", "file_type")
 
 
 def clean_name(name: str) -> str:
@@ -215,13 +216,13 @@ def stage(
             while chunk := content.read(_CHUNK):
                 size += len(chunk)
                 if size > store.max_bytes:
-                    raise _refuse(f"larger than the {store.max_bytes} bytes allowed")
+                    raise _refuse(f"larger than the {store.max_bytes} bytes allowed", "file_too_large", max_bytes=store.max_bytes)
                 digest.update(chunk)
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         if size == 0:
-            raise _refuse("the file is empty")
+            raise _refuse("the file is empty", "file_empty")
         content_type = detect_type(tmp, size)
         sha = digest.hexdigest()
         _lock_hash(session, sha)

@@ -142,6 +142,17 @@ def escalation_rank(registry: Registry) -> ColumnElement[int]:
     return case(*whens, else_=0)
 
 
+def timers_of_party(registry: Registry, party: Party) -> ColumnElement[bool]:
+    """SQL over Case and Timer: the timer's lateness is ``party``'s (e.g. the lead's reviews)."""
+    matches = [
+        _is_timer(definition, key)
+        for definition in registry.definitions()
+        for key in timer_keys(definition)
+        if responsible_party(definition, key) is party
+    ]
+    return or_(*matches) if matches else literal(False)
+
+
 def late_timers(registry: Registry, now: datetime) -> Select[tuple[int, int, int]]:
     """Return SELECT (timer id, case id, id of the unit it counts against) of every late timer.
 
@@ -199,4 +210,5 @@ __all__ = [
     "responsible_party",
     "responsible_unit",
     "timer_keys",
+    "timers_of_party",
 ]

@@ -129,6 +129,11 @@ def may_fire(actor: Actor, definition: Definition, event: str) -> bool:
     return spec is None or actor.role in spec.roles
 
 
+def may_open(actor: Actor) -> bool:
+    """Return whether the actor's role may open cases (scope aside): the lead unit and administrators."""
+    return actor.role in (Role.ADMIN, Role.LEAD)
+
+
 def decide(
     session: Session,
     actor: Actor,
@@ -151,7 +156,7 @@ def decide(
     if actor.role is Role.VIEWER:
         return Decision.NOT_PERMITTED
     if action == "open":
-        return Decision.ALLOWED if actor.role in (Role.ADMIN, Role.LEAD) else Decision.NOT_PERMITTED
+        return Decision.ALLOWED if may_open(actor) else Decision.NOT_PERMITTED
     if action == "fire":
         if definition is None or event is None:
             raise ValueError("firing needs the definition and the event")
@@ -235,6 +240,7 @@ __all__ = [
     "decide",
     "may_administer",
     "may_fire",
+    "may_open",
     "require",
     "require_admin",
     "scope_clause",

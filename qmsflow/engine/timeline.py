@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .cases import get_case
+from .cases import COMMENT_KEY, get_case
 from .definitions import Definition, FieldSpec
 from .models import HistoryEntry, User
 from .permissions import Actor
@@ -62,6 +62,7 @@ class TimelineEntry:
     about: str | None  # the label of the deadline or obligation a timer or obligation row concerns
     fields: tuple[RecordedField, ...] = ()
     evidence: tuple[EvidenceRef, ...] = ()
+    comment: str | None = None  # what the person wrote with it
     details: dict[str, Any] = field(default_factory=dict)  # other data, unlabelled (timer step, level, ...)
 
 
@@ -108,6 +109,7 @@ def _entry(definition: Definition, row: HistoryEntry, full_name: str | None, lan
         labelled = spec.events[row.event].fields
     data = dict(row.data or {})
     evidence = _evidence(data.pop(EVIDENCE_KEY, None))
+    comment = data.pop(COMMENT_KEY, None)
     recorded = tuple(RecordedField(n, labelled[n].label.get(language), data.pop(n)) for n in list(labelled) if n in data)
 
     def state_label(state: str | None) -> str | None:
@@ -118,7 +120,7 @@ def _entry(definition: Definition, row: HistoryEntry, full_name: str | None, lan
         seq=row.seq, at=row.at, kind=row.kind, actor=row.actor, actor_name=full_name or row.actor,
         event=row.event, event_label=event_label, from_state=row.from_state, from_label=state_label(row.from_state),
         to_state=row.to_state, to_label=state_label(row.to_state), about=_about(definition, data, language),
-        fields=recorded, evidence=evidence, details=data,
+        fields=recorded, evidence=evidence, comment=comment if isinstance(comment, str) else None, details=data,
     )
 
 

@@ -28,12 +28,15 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import admin_log, auth, errors, home, users
+    from . import admin_log, auth, cases, errors, inbox, mywork, opening, users
 
     return [
         errors.bp,
         auth.bp,
-        home.bp,
+        mywork.bp,  # My work is the home page (it took home.index's place at "/")
+        cases.bp,
+        inbox.bp,
+        opening.bp,
         users.bp,
         admin_log.bp,
     ]

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from qmsflow.engine.models import User
+from tests.browser.case_ids import demo_case_ids
 from tests.browser.conftest import Server, run_axe, sign_in
 from tests.web.test_route_matrix import MATRIX
 
@@ -18,18 +19,23 @@ DEMO_USER = {"anonymous": None, "tnh": "thcsmt.iso", "gddt": "gddt.minh", "lead"
 
 
 def _demo_ids(server: Server) -> dict[str, int]:
-    """The ids the matrix's paths name, in the demo (``target``: a user the admin pages act on)."""
+    """The ids the matrix's paths name, in the demo (``target``: a user the admin pages act on).
+
+    The case pages' ids follow tests/web/cases_support.py: ``case`` is the case of the unit officer
+    column (thcsmt.iso), brought to where start_applying may fire, with a file; ``other_case`` a case
+    of another unit, with a file.
+    """
     with server.db.read() as session:
         target = session.scalar(select(User.id).where(User.username == "lanhdao"))
-    assert target is not None
-    return {"target": target}
+    assert target is not None and server.settings is not None
+    return {"target": target, **demo_case_ids(server)}
 
 
 def _html_pages() -> list[tuple[str, str]]:
     """Every GET row of the matrix that some column sees as a page (200), with the first such column."""
     pages = []
     for rule, method, path, expected in MATRIX:
-        if method != "GET" or rule.startswith(("/static", "/healthz")):
+        if method != "GET" or rule.startswith(("/static", "/healthz", "/evidence/")):  # not pages: files, JSON
             continue
         column = next((c for c in DEMO_USER if expected.get(c) == 200), None)
         assert column is not None, f"{rule}: no column of {sorted(DEMO_USER)} sees it"
@@ -42,7 +48,8 @@ def test_an_officer_signs_in_switches_language_and_back_and_signs_out(page: Any,
     assert page.url.endswith("/sign-in?next=/")
     sign_in(page, server, "thcsmt.iso")
     assert page.url == server.url + "/"
-    assert page.locator("h1").inner_text().startswith("Xin chào, Lâm Thị Thu")
+    assert page.locator("h1").inner_text() == "Việc của tôi"  # My work is the home page
+    assert "Lâm Thị Thu" in page.locator(".qf-who").inner_text()
     assert "Trường THCS Mỹ Thới" in page.locator(".qf-who").inner_text()
     page.get_by_role("button", name="English").click()
     page.wait_for_load_state()

@@ -102,3 +102,7 @@ def signed_in(app: Flask, people: dict[str, str]) -> Callable[[str], FlaskClient
         return client
 
     return make
+
+
+# The case pages' cases, files and notice (web-cases), for the route matrix and the browser checks.
+from tests.web.cases_support import world  # noqa: E402, F401
