@@ -43,21 +43,21 @@ def test_a_comment_too_long_is_refused_with_the_fields_and_nothing_is_written(
         with pytest.raises(GuardFailed) as refused:
             advance(session, rt, province.actors["tnh"], case.id, "approve_plan", {"plan_number": "1/KH"},
                     comment="x" * (MAX_COMMENT + 1))
-        assert {(p.field, p.code) for p in refused.value.problems} == {("comment", "too_long"), ("plan_approved_on", "required")}
+        assert {(p.field, p.code) for p in refused.value.problems} == {("comment", "max_length"), ("plan_approved_on", "required")}
         assert session.scalar(select(func.count(HistoryEntry.id))) == before
 
 
 @pytest.mark.parametrize(
     ("spec", "value", "code", "params"),
     [
-        (FieldSpec(type="date", label=L, not_in_future=True), "2026-06-02", "date_in_future", {"today": "2026-06-01"}),
-        (FieldSpec(type="date", label=L), "2026-02-30", "date_unreal", {}),
-        (FieldSpec(type="date", label=L), "02/03/2026", "date", {}),
-        (FieldSpec(type="string", label=L, max_length=3), "abcd", "too_long", {"max_length": 3}),
+        (FieldSpec(type="date", label=L, not_in_future=True), "2026-06-02", "not_in_future", {"today": "2026-06-01"}),
+        (FieldSpec(type="date", label=L), "2026-02-30", "not_a_real_date", {}),
+        (FieldSpec(type="date", label=L), "02/03/2026", "not_a_date", {}),
+        (FieldSpec(type="string", label=L, max_length=3), "abcd", "max_length", {"n": 3}),
         (FieldSpec(type="integer", label=L), "-1", "negative", {}),
-        (FieldSpec(type="integer", label=L), "x", "integer", {}),
-        (FieldSpec(type="boolean", label=L), "maybe", "boolean", {}),
-        (FieldSpec(type="choice", label=L, choices=["a", "b"]), "c", "choice", {"choices": ["a", "b"]}),
+        (FieldSpec(type="integer", label=L), "x", "not_a_whole_number", {}),
+        (FieldSpec(type="boolean", label=L), "maybe", "not_a_boolean", {}),
+        (FieldSpec(type="choice", label=L, choices=["a", "b"]), "c", "not_a_choice", {"choices": ["a", "b"]}),
         (FieldSpec(type="string", label=L, required=True), " ", "required", {}),
     ],
 )

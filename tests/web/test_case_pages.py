@@ -239,11 +239,11 @@ def test_a_script_in_a_unit_name_shows_as_text_on_my_work_and_the_case_page(
 ) -> None:
     from sqlalchemy import update
 
-    from qmsflow.engine.models import Unit
+    from qmsflow.engine.models import UnitVersion
 
     case_id = _lifecycle(db, rt, province)
     with db.write() as session:
-        session.execute(update(Unit).where(Unit.code == "THPT-TNH").values(name="<script>alert('x')</script> Trường"))
+        session.execute(update(UnitVersion).where(UnitVersion.code == "THPT-TNH").values(name="<script>alert('x')</script> Trường"))
     officer = signed_in("tnh")
     for path in ("/", f"/cases/{case_id}", f"/cases/{case_id}/print"):
         html = officer.get(path).get_data(as_text=True)

@@ -102,9 +102,9 @@ def test_a_date_after_today_and_a_missing_choice_are_said_in_english_too(registr
 def test_a_guard_refusal_is_said_above_the_fields_and_file_problems_by_the_file_input(registry: Registry, vi: None) -> None:
     definition = registry.latest("qms_lifecycle")
     problems = [
-        FieldProblem("guard", "raw", "guard"),
-        FieldProblem("committee_decision_number", "missing", "undecided"),
-        FieldProblem("file", "only PDF", "file_type"),
+        FieldProblem("guard", "guard", {"event": "start_applying", "reason": "raw"}),
+        FieldProblem("committee_decision_number", "undecided"),
+        FieldProblem("file", "file_type", {"reason": "only PDF"}),
     ]
     form = build_form(definition, _allowed(registry, "qms_lifecycle", "start_applying"), version=4, language="vi", problems=problems)
     assert form.general_error == (
