@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from dataclasses import dataclass, field
 from datetime import time
@@ -122,12 +123,27 @@ class SchedulerService:
             log.exception("%s: sweep cycle failed", self.worker)
 
     def run_forever(self) -> None:
-        """Run in the foreground until interrupted (``qmsflow scheduler``)."""
+        """Run in the foreground until interrupted (``qmsflow scheduler``): Ctrl-C or SIGTERM stops it cleanly.
+
+        The signal asks the scheduler to shut down instead of raising KeyboardInterrupt wherever the
+        main thread happens to be: inside APScheduler's job submission that would be logged with a
+        traceback (the README test stops the scheduler right after its start line and saw it).
+        """
         scheduler = self._configure(BlockingScheduler(timezone=LOCAL_TZ))
+
+        def stop(signum: int, frame: object) -> None:
+            if not scheduler.running:
+                raise KeyboardInterrupt
+            scheduler.shutdown(wait=False)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):
             pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def start_background(self) -> None:
         """Run in a background thread (one per ``qmsflow serve`` process)."""
