@@ -88,6 +88,8 @@ def test_every_readme_command_works_on_a_fresh_demo(db: Database, tmp_path: Path
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # the commands run this checkout's code, also where the installed qmsflow is another checkout's
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "QMSFLOW_INSTANCE_PATH": str(tmp_path / "instance"),
         "QMSFLOW_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
         "PYTHONUNBUFFERED": "1",

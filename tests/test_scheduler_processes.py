@@ -95,6 +95,8 @@ def qmsflow_env(db: Database, instance: Path, **extra: str) -> dict[str, str]:
         "QMSFLOW_INSTANCE_PATH": str(instance),
         "QMSFLOW_SMTP_ENABLED": "false",
         "QMSFLOW_SCHEDULER_BATCH_SIZE": str(BATCH_SIZE),
+        # this checkout's code, also where the installed qmsflow is another checkout's
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]),
         **extra,
     }
 

@@ -156,13 +156,19 @@ class SchedulerService:
             log.exception("%s: sweep cycle failed", self.worker)
 
     def run_forever(self) -> None:
-        """Run in the foreground until interrupted (``qmsflow scheduler``)."""
+        """Run in the foreground until interrupted (``qmsflow scheduler``): Ctrl-C or SIGTERM stops it cleanly.
+
+        The signal asks the scheduler to shut down instead of raising KeyboardInterrupt wherever the
+        main thread happens to be: inside APScheduler's job submission that would be logged with a
+        traceback (the README test stops the scheduler right after its start line and saw it).
+        """
         scheduler = self._configure(BlockingScheduler(timezone=LOCAL_TZ))
 
-        # Ctrl-C or a service manager's SIGTERM stops the scheduler from another thread. Left to the
-        # default handler, the KeyboardInterrupt lands wherever the main thread is: inside APScheduler's
-        # job submission it is logged as a traceback and the loop carries on, so the process hangs.
+        # From another thread: shutdown() takes the scheduler's locks, which the interrupted main
+        # thread may hold. Before the scheduler runs there is nothing to shut down: stop at once.
         def stop(signum: int, frame: object) -> None:
+            if not scheduler.running:
+                raise KeyboardInterrupt
             threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
