@@ -21,7 +21,7 @@ import pytest
 from qmsflow.bootstrap import build_runtime, upgrade
 from qmsflow.config import Settings, load_settings
 from qmsflow.demo import DEMO_PASSWORD, PRESENT, build_demo, catch_up
-from qmsflow.engine import FixedClock
+from qmsflow.engine import FixedClock, calendar_store
 from qmsflow.engine.db import Database, make_engine
 from qmsflow.engine.notifications import MailSettings
 from qmsflow.web import create_app
@@ -73,6 +73,7 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade(db)
     rt = build_runtime(_settings(folder), FixedClock(local(LOAD_DAY, 9)))
     with db.write() as session:
+        calendar_store.store(session, rt.calendar)  # as `qmsflow demo` does: the stored calendar plans the deadlines
         build_demo(session, rt, load_day=LOAD_DAY)
     catch_up(db, rt, MailSettings(), LOAD_DAY)
     db.dispose()
