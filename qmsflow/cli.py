@@ -884,7 +884,7 @@ def _mail_settings(settings: Settings) -> MailSettings:
     return MailSettings(
         enabled=smtp.enabled, sender=smtp.sender,
         retry_initial_seconds=smtp.retry_initial_seconds, retry_max_seconds=smtp.retry_max_seconds,
-        lease_seconds=smtp.lease_seconds,
+        lease_seconds=smtp.lease_seconds, web_base_url=settings.web.base_url,
     )
 
 

@@ -33,6 +33,8 @@ def test_the_default_database_is_a_sqlite_file_in_the_instance_folder(tmp_path: 
         ({}, "colour = 'red'\n", "unknown setting 'colour'"),
         ({}, "smtp = 3\n", "must be a table"),
         ({}, "database_url = \n", "qmsflow.toml"),
+        ({"QMSFLOW_WEB_BASE_URL": "iso.angiang.gov.vn"}, "", "QMSFLOW_WEB_BASE_URL"),
+        ({"QMSFLOW_WEB_BASE_URL": "https://"}, "", "QMSFLOW_WEB_BASE_URL"),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_name(tmp_path: Path, env: dict[str, str], file: str, message: str) -> None:

@@ -207,6 +207,11 @@ def load_settings(
     for name in ("batch_size", "route_batches_per_cycle", "replan_batch_size"):
         if getattr(settings.scheduler, name) < 1:  # zero would route or re-plan nothing, for ever
             raise ConfigurationError(f"QMSFLOW_SCHEDULER_{name.upper()} ([scheduler] {name}) must be at least 1")
+    base = settings.web.base_url
+    if base and (not base.startswith(("https://", "http://")) or " " in base or base.rstrip("/").count("/") < 2):
+        raise ConfigurationError(
+            f"QMSFLOW_WEB_BASE_URL ([web] base_url) {base!r}: give the address officials open, e.g. https://iso.angiang.gov.vn"
+        )
     if settings.history_key:
         settings.keyring()  # a malformed keyring fails at start, naming the setting
     return settings

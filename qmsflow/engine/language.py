@@ -160,6 +160,7 @@ MESSAGES: dict[str, str] = {
     "escalation_extra": N_("The deadline has passed. This is escalation level {level}."),
     "digest_subject": N_("Your items for {day} ({count})"),
     "digest_intro": N_("Dear {name},\n\nNew notifications in qmsflow:\n"),
+    "case_link": N_("Open the case: {url}"),
 }
 
 

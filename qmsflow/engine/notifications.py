@@ -47,11 +47,18 @@ class MailSettings:
     retry_max_seconds: int = 3600
     # how long a sender holds a claimed batch before another may send it (longer than a batch takes)
     lease_seconds: int = 600
+    # Where officials reach the web app (``[web] base_url``, QMSFLOW_WEB_BASE_URL); emails link to
+    # the case page under it. Empty: emails carry no link.
+    web_base_url: str = ""
 
     @property
     def domain(self) -> str:
         """The domain Message-IDs are made in."""
         return self.sender.rsplit("@", 1)[-1] or "localhost"
+
+    def case_url(self, case_id: int) -> str | None:
+        """The address of a case's page (qmsflow/web/cases.py), or None without a base URL."""
+        return f"{self.web_base_url.rstrip('/')}/cases/{case_id}" if self.web_base_url else None
 
 
 class Mailer(Protocol):
@@ -201,6 +208,9 @@ def _emails(
         if reader_language not in words:
             words[reader_language] = render_notification(notification, reader_language)
         subject, body = words[reader_language]
+        url = mail.case_url(notification.case_id)
+        if url:
+            body = body.rstrip("\n") + "\n\n" + text(reader_language, "case_link", url=url) + "\n"
         rows.append({
             "message_id": _message_id("n", str(notification.id), address, mail.domain),
             "notification_id": notification.id, "kind": "notification", "to_address": address, "to_name": name,
@@ -242,7 +252,11 @@ def queue_digests(db: Database, now: datetime, mail: MailSettings, language: str
             reader = user.language
             lines = [text(reader, "digest_intro", name=user.full_name or user.username)]
             for _, notification in items:
-                lines.append(f"- [{local_time(notification.created_at)}] {render_notification(notification, reader)[0]}")
+                url = mail.case_url(notification.case_id)
+                lines.append(
+                    f"- [{local_time(notification.created_at)}] {render_notification(notification, reader)[0]}"
+                    + (f"\n  {url}" if url else "")
+                )
             session.add(
                 EmailMessage(
                     message_id=message_id, notification_id=None, kind="digest", to_address=user.email.lower(),

@@ -294,3 +294,28 @@ def test_a_permanently_refused_address_is_marked_rejected_and_the_others_still_g
         assert send_pending(db, clock.now(), SmtpMailer("127.0.0.1", server.port), MAIL) == (0, 0)  # not retried
     finally:
         server.stop()
+
+
+def test_emails_link_to_the_case_page_under_the_web_base_url_in_the_readers_words(
+    db: Database, rt: Runtime, clock: FixedClock, province: Province
+) -> None:
+    open_qms_cases(db, rt, clock, province, date(2026, 1, 5), "THPT-TNH")
+    clock.set(local(date(2026, 3, 3), 9))
+    sweep(db, rt, clock.now())
+    linked = MailSettings(enabled=True, sender=MAIL.sender, web_base_url="https://iso.angiang.example/")
+    route(db, clock.now(), linked)
+    with db.read() as session:
+        case_id = session.scalars(select(Case.id)).one()
+    page = f"https://iso.angiang.example/cases/{case_id}"
+    notices = [e for e in queued_emails(db) if e.kind == "notification"]
+    assert notices and all(e.body.rstrip().endswith(f"Mở hồ sơ: {page}") for e in notices)
+
+    assert queue_digests(db, local(date(2026, 3, 4), 7, 30), linked) > 0
+    digests = [e for e in queued_emails(db) if e.kind == "digest"]
+    assert digests and all(f"\n  {page}" in e.body for e in digests)
+
+
+def test_without_a_web_base_url_emails_carry_no_link(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> None:
+    open_qms_cases(db, rt, clock, province, date(2026, 1, 5), "THPT-TNH")
+    scheduler_runs(db, rt, clock, date(2026, 3, 3))
+    assert queued_emails(db) and not any("/cases/" in e.body for e in queued_emails(db))
