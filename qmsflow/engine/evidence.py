@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -64,6 +65,7 @@ class PurgeReport:
 
     uploads: int
     files: int
+    orphans: int = 0  # files of the store that no upload refers to (of a refused request), removed
 
 
 # ------------------------------------------------------------------------------- type from bytes
@@ -367,7 +369,48 @@ def purge_expired(session: Session, store: EvidenceStore, now: datetime, *, limi
             files += 1
         except FileNotFoundError:
             pass
-    return PurgeReport(uploads=len(expired), files=files)
+    return PurgeReport(uploads=len(expired), files=files, orphans=_purge_orphans(session, store, now, limit))
+
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _purge_orphans(session: Session, store: EvidenceStore, now: datetime, limit: int) -> int:
+    """Unlink up to ``limit`` stored files that no upload row refers to and older than the staging time.
+
+    ``stage`` renames a file into place before its row is inserted; when that transaction rolls back
+    (a form refused after its files were staged) the row goes and the file stays. Such a file is
+    removed under the same hash lock as ``purge_expired``'s (``_lock_hash``), after checking again that
+    no row refers to it, so a new upload of the same bytes, which holds the lock from the rename to its
+    commit, is never robbed of its file. The age check (the file's mtime; ``stage`` renames a fresh copy
+    into place every time) only keeps the scan off files of requests still running.
+    """
+    if not store.directory.is_dir():
+        return 0
+    cutoff = (now - store.staging).timestamp()
+    candidates: list[str] = []
+    for folder in sorted(store.directory.iterdir()):
+        if len(folder.name) != 2 or not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if _HASH.match(path.name) and path.name.startswith(folder.name) and path.stat().st_mtime <= cutoff:
+                candidates.append(path.name)
+    removed = 0
+    for start in range(0, len(candidates), 500):
+        chunk = candidates[start:start + 500]
+        used = set(session.scalars(select(EvidenceUpload.sha256).where(EvidenceUpload.sha256.in_(chunk))))
+        for sha in chunk:
+            if sha in used or removed >= limit:
+                continue
+            _lock_hash(session, sha)
+            if session.scalar(select(func.count()).select_from(EvidenceUpload).where(EvidenceUpload.sha256 == sha)):
+                continue
+            try:
+                store.path_of(sha).unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 # ----------------------------------------------------------------------------------------- audit

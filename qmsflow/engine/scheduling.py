@@ -123,11 +123,14 @@ class SchedulerService:
         while True:
             with self.db.write() as session:
                 report = purge_expired(session, self.evidence, self.rt.clock.now(), limit=self.batch_size)
-            total = PurgeReport(total.uploads + report.uploads, total.files + report.files)
+            total = PurgeReport(total.uploads + report.uploads, total.files + report.files, total.orphans + report.orphans)
             if report.uploads < self.batch_size:
                 break
-        if total.uploads:
-            log.info("%s: purged %s expired uploads, %s files", self.worker, total.uploads, total.files)
+        if total.uploads or total.orphans:
+            log.info(
+                "%s: purged %s expired uploads, %s files, %s files of refused requests",
+                self.worker, total.uploads, total.files, total.orphans,
+            )
         return total
 
     def _configure(self, scheduler: BaseScheduler) -> BaseScheduler:

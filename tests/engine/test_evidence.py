@@ -281,6 +281,32 @@ def test_purge_removes_expired_staged_uploads_and_keeps_files_still_in_use(
     assert _file_findings(db, store) == []
 
 
+def test_purge_removes_a_file_whose_staging_was_rolled_back_once_it_is_old_and_keeps_referenced_ones(
+    db: Database, clock: FixedClock, province: Province, store: EvidenceStore, attached: EvidenceUpload
+) -> None:
+    import os
+
+    content = png_bytes()
+    with pytest.raises(RuntimeError), db.write() as session:  # a form refused after its file was staged
+        orphan = stage(session, store, province.actors["tnh"], "scan.png", io.BytesIO(content), clock.now())
+        raise RuntimeError("the event was refused")
+    orphan_path = store.path_of(orphan.sha256)
+    assert orphan_path.exists()
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(EvidenceUpload).where(EvidenceUpload.sha256 == orphan.sha256)) == 0
+
+    with db.write() as session:  # younger than the staging time: it may belong to a request still running
+        assert purge_expired(session, store, clock.now()).orphans == 0
+    old = (clock.now() - store.staging - timedelta(minutes=1)).timestamp()
+    for path in (orphan_path, store.path_of(attached.sha256)):
+        os.utime(path, (old, old))
+    with db.write() as session:
+        report = purge_expired(session, store, clock.now())
+    assert report.orphans == 1 and not orphan_path.exists()
+    assert store.path_of(attached.sha256).exists()  # an attached file is never an orphan, however old
+    assert _file_findings(db, store) == []
+
+
 def test_a_file_is_renamed_into_place_only_while_its_hash_is_locked(
     db: Database, clock: FixedClock, province: Province, store: EvidenceStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
