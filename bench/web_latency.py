@@ -431,8 +431,11 @@ NOTES = [
     "on loopback, one request at a time, the client on the same 2 cores as the server. The targets are absolute "
     "(median under 100 ms, 95th percentile under 250 ms: issue 13); the ratio is to a static stylesheet fetched "
     "right after each page on the same connection with the same session cookie, so it says how much of the time is "
-    "the page and how much is the request itself. The database is SQLite in WAL mode unless the row says otherwise; "
-    "its chains pass `qmsflow audit verify` before anything is timed (a failure marks every row FAILED).",
+    "the page and how much is the request itself. On each backend the province's chains pass `qmsflow audit verify` "
+    "before anything is timed (a failure marks every row FAILED). The pending notice deadlines carry the level and "
+    "next step the sweep would have reached, but their own reminder and escalation rows are not in the history (the "
+    "rows between the events belong to the building and applying deadlines), so the chains replay and verify while "
+    "the timeline is a little thinner than a real one.",
 ]
 
 __all__ = ["NOTES", "Sizes", "load_province", "run"]
