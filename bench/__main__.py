@@ -4,6 +4,7 @@
     python -m bench --smoke               # tiny sizes, seconds: what CI runs to keep them alive
     python -m bench --only transitions --backend sqlite --scale 0.2
     python -m bench --only startup --backend sqlite   # qmsflow --help and cases list against python -c pass
+    python -m bench --only web_latency --backend sqlite   # My work and the case page over HTTP against a static file
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from qmsflow.engine.clock import LOCAL_TZ
 
-from . import memory, reads, startup, sweep_scale, transitions_rate
+from . import memory, reads, startup, sweep_scale, transitions_rate, web_latency
 from .databases import Servers, postgres_server, postgres_version
 from .report import Report, machine_description, write_results
 
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, tuple[Callable[[Report, Servers, list[str], float, bool], 
     "sweep": (sweep_scale.run, sweep_scale.NOTES),
     "reads": (reads.run, reads.NOTES),
     "startup": (startup.run, startup.NOTES),
+    "web_latency": (web_latency.run, web_latency.NOTES),
 }
 
 

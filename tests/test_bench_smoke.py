@@ -12,7 +12,7 @@ from bench.__main__ import main
 from bench.report import RESULTS_FILE
 from tests.conftest import REQUIRE_ALL, SKIPPED_SUITES
 
-BENCHMARKS = ("transitions/s", "memory per", "sweep, nothing due", "due reminders fired/s", "dashboard:", "start-up:")
+BENCHMARKS = ("transitions/s", "memory per", "sweep, nothing due", "due reminders fired/s", "dashboard:", "start-up:", "web:")
 
 
 def _assert_complete(report, backend: str, printed: str) -> None:
@@ -44,3 +44,16 @@ def test_the_smoke_run_on_postgresql_completes_with_every_check_passing(
         pytest.skip("no PostgreSQL server")
     report = main(["--smoke", "--backend", "postgresql", "--postgres-url", postgres_url])
     _assert_complete(report, "postgresql", capsys.readouterr().out)
+
+
+def test_the_web_latency_smoke_run_times_every_page_over_http_on_a_verified_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    # `qmsflow serve` on a seeded instance whose chains passed `qmsflow audit verify`: a row per page and figure, every check ok
+    report = main(["--smoke", "--only", "web_latency", "--backend", "sqlite"])
+    rows = [row.benchmark for row in report.rows]
+    for page in ("My work, supervisor of 10 units", "My work, the lead", "case page, supervisor"):
+        assert any(r.startswith(f"web: {page}, median (rounds ") for r in rows), page
+        assert f"web: {page}, p95" in rows
+    assert len(rows) == 6
+    assert all(row.check == "ok" and row.unit == "ms" and row.target is not None and row.target.unit == "ms" for row in report.rows)
+    assert "audit verify`: ok: 59 cases, 900 history rows" in report.sizes["web_latency (sqlite)"]
+    assert "| web: My work, the lead, p95" in capsys.readouterr().out
