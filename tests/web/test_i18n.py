@@ -10,7 +10,10 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
+from qmsflow.engine import Database
+from qmsflow.engine.models import AdminLogEntry, User
 from qmsflow.web import i18n
 from tests.web.conftest import post
 
@@ -49,6 +52,16 @@ def test_the_pages_are_vietnamese_until_english_is_chosen_and_back(signed_in: Ca
     assert '<html lang="en">' in page and "Sign out" in page and "Đăng xuất" not in page
     post(client, "/language", {"lang": "vi", "next": "/"}, page="/")
     assert "Đăng xuất" in client.get("/").get_data(as_text=True)
+
+
+def test_a_signed_in_persons_choice_is_their_own_in_every_session_and_logged(
+    signed_in: Callable[[str], FlaskClient], db: Database
+) -> None:
+    post(signed_in("tnh"), "/language", {"lang": "en", "next": "/"}, page="/")
+    with db.read() as session:  # stored on the user, so their emails and digests follow it
+        assert session.scalar(select(User.language).where(User.username == "tnh")) == "en"
+        assert session.scalar(select(func.count()).select_from(AdminLogEntry).where(AdminLogEntry.action == "user.set_language")) == 1
+    assert '<html lang="en">' in signed_in("tnh").get("/").get_data(as_text=True)  # a new session of the same person
 
 
 def test_error_pages_speak_the_readers_language(app: Flask) -> None:
