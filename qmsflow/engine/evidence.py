@@ -10,7 +10,8 @@ The one service the web pages, the JSON API and the CLI upload and download thro
   under the reserved key ``_evidence``, so the HMAC chain covers each file's hash.
 - ``open_attachment`` opens an attached file by attachment id, for an actor who can see the case.
   A hash alone never opens a file.
-- ``purge_expired`` removes expired staged uploads and the files no other upload refers to.
+- ``purge_expired`` removes expired staged uploads and the files no other upload refers to;
+  ``purge_orphans`` the stored files no upload refers to at all (of a request refused after staging).
 - ``verify_files`` reports a stored file that is missing or altered, and an upload row that no longer
   matches what the history recorded.
 
@@ -369,14 +370,18 @@ def purge_expired(session: Session, store: EvidenceStore, now: datetime, *, limi
             files += 1
         except FileNotFoundError:
             pass
-    return PurgeReport(uploads=len(expired), files=files, orphans=_purge_orphans(session, store, now, limit))
+    return PurgeReport(uploads=len(expired), files=files)
 
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _purge_orphans(session: Session, store: EvidenceStore, now: datetime, limit: int) -> int:
+def purge_orphans(session: Session, store: EvidenceStore, now: datetime, *, limit: int = 500) -> int:
     """Unlink up to ``limit`` stored files that no upload row refers to and older than the staging time.
+
+    It walks the whole store, so a scheduler runs it once per purge, apart from the batches of
+    ``purge_expired``; run it in a fresh write session (on SQLite the walk then happens before the
+    write lock is taken, at the first statement).
 
     ``stage`` renames a file into place before its row is inserted; when that transaction rolls back
     (a form refused after its files were staged) the row goes and the file stays. Such a file is
@@ -489,6 +494,7 @@ __all__ = [
     "get_attachment",
     "open_attachment",
     "purge_expired",
+    "purge_orphans",
     "stage",
     "verify_files",
 ]

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from time import monotonic  # how long a cycle took, never what time it is (that is rt.clock)
 
@@ -26,7 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .clock import LOCAL_TZ, SystemClock
 from .db import Database
 from .errors import CalendarMismatch
-from .evidence import EvidenceStore, PurgeReport, purge_expired
+from .evidence import EvidenceStore, PurgeReport, purge_expired, purge_orphans
 from .notifications import Mailer, MailSettings, queue_digests, route, send_pending
 from .runtime import Runtime
 from .sweep import SweepReport, sweep
@@ -123,9 +123,11 @@ class SchedulerService:
         while True:
             with self.db.write() as session:
                 report = purge_expired(session, self.evidence, self.rt.clock.now(), limit=self.batch_size)
-            total = PurgeReport(total.uploads + report.uploads, total.files + report.files, total.orphans + report.orphans)
+            total = PurgeReport(total.uploads + report.uploads, total.files + report.files)
             if report.uploads < self.batch_size:
                 break
+        with self.db.write() as session:  # one walk of the store per purge, not one per batch
+            total = replace(total, orphans=purge_orphans(session, self.evidence, self.rt.clock.now(), limit=self.batch_size))
         if total.uploads or total.orphans:
             log.info(
                 "%s: purged %s expired uploads, %s files, %s files of refused requests",

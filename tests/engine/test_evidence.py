@@ -19,6 +19,7 @@ from qmsflow.engine.evidence import (
     claim,
     open_attachment,
     purge_expired,
+    purge_orphans,
     stage,
     verify_files,
 )
@@ -296,13 +297,13 @@ def test_purge_removes_a_file_whose_staging_was_rolled_back_once_it_is_old_and_k
         assert session.scalar(select(func.count()).select_from(EvidenceUpload).where(EvidenceUpload.sha256 == orphan.sha256)) == 0
 
     with db.write() as session:  # younger than the staging time: it may belong to a request still running
-        assert purge_expired(session, store, clock.now()).orphans == 0
+        assert purge_orphans(session, store, clock.now()) == 0
     old = (clock.now() - store.staging - timedelta(minutes=1)).timestamp()
     for path in (orphan_path, store.path_of(attached.sha256)):
         os.utime(path, (old, old))
     with db.write() as session:
-        report = purge_expired(session, store, clock.now())
-    assert report.orphans == 1 and not orphan_path.exists()
+        orphans = purge_orphans(session, store, clock.now())
+    assert orphans == 1 and not orphan_path.exists()
     assert store.path_of(attached.sha256).exists()  # an attached file is never an orphan, however old
     assert _file_findings(db, store) == []
 
