@@ -141,6 +141,11 @@ class EventSpec(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @property
+    def system_only(self) -> bool:
+        """Whether only the scheduler fires it (``mark_overdue``): never a person's button, never a person's act."""
+        return set(self.roles) == {Role.SYSTEM}
+
 
 class StateSpec(_Strict):
     """A state: a task someone must do, a wait for something outside, or an end."""

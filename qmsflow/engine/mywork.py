@@ -111,7 +111,7 @@ def quick_events(actor: Actor, definition: Definition, state: str, data: dict[st
         spec = definition.spec.events[allowed.event]
         if allowed.fields or spec.from_ == "*" or allowed.event in CONFIRM_ON_CASE_PAGE:
             continue
-        if Role.SYSTEM in spec.roles and len(spec.roles) == 1:
+        if spec.system_only:
             continue
         out.append(allowed)
     return tuple(out)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from .cases import load_case_for_update
 from .clock import local_date
-from .definitions import Definition, Role
+from .definitions import Definition
 from .errors import FieldProblem, FormStale, ValidationFailed
 from .models import HistoryEntry, User
 from .permissions import SYSTEM, Actor, require
@@ -44,11 +44,6 @@ class Change:
     to_label: str | None
     moved: bool  # the case left the state the form was loaded in
     fields: tuple[str, ...]  # the labels of the form's fields it recorded
-
-
-def _is_system_event(definition: Definition, event: str | None) -> bool:
-    spec = definition.spec.events.get(event or "")
-    return spec is not None and set(spec.roles) == {Role.SYSTEM}
 
 
 def _label(definition: Definition, state: str | None, language: str) -> str | None:
@@ -76,14 +71,14 @@ def changes_since(
     out = []
     for row, full_name in reversed(rows):
         moved = row.to_state is not None and row.to_state != row.from_state
-        person = row.actor != SYSTEM.username and not _is_system_event(definition, row.event)
+        spec = definition.spec.events.get(row.event or "")
+        person = row.actor != SYSTEM.username and not (spec is not None and spec.system_only)
         event_fields = definition.spec.events[row.event].fields if row.event in definition.spec.events else {}
         touched = tuple(
             event_fields[name].label.get(language) for name in form_fields if name in event_fields and name in (row.data or {})
         ) if person else ()
         if not moved and not touched:
             continue
-        spec = definition.spec.events.get(row.event or "")
         out.append(
             Change(
                 at=row.at, actor=row.actor, actor_name=full_name or row.actor, event=row.event,
