@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wsgi import wrap_file
 
@@ -29,7 +28,7 @@ from ..engine.cases import advance, get_case
 from ..engine.clock import local_date
 from ..engine.deadlines import case_deadlines
 from ..engine.errors import FieldProblem, FormStale, GuardFailed, NotFound, NotPermitted, StaleVersion, ValidationFailed
-from ..engine.models import Case, EvidenceUpload, Unit
+from ..engine.models import Case, Unit
 from ..engine.mywork import CONFIRM_ON_CASE_PAGE
 from ..engine.permissions import may_fire
 from ..engine.staleness import Change, check_form
@@ -237,7 +236,10 @@ def check_answers(case_id: int, event: str) -> Any:
                 for name, spec in definition.spec.events[event].fields.items()
             ]
             unit = session.get(Unit, case.unit_id)
-            files = list(session.scalars(select(EvidenceUpload.name).where(EvidenceUpload.id.in_(uploads)))) if uploads else []
+            # the ids of files staged at an earlier step come from the form: only the person's own
+            # uploads, unexpired and unattached, are named back (the same check advance makes)
+            claimed = evidence_files.check_claim(session, current_user().actor, case.unit_id, uploads, services().rt.clock.now())
+            files = [upload.name for upload in claimed]
             return render_template(
                 "cases/confirm.html", case=case, unit=unit, allowed=allowed, version=version, answers=answers,
                 raw=submission.raw, comment=submission.comment, uploads=uploads, files=files,

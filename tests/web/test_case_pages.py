@@ -10,7 +10,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from qmsflow.bootstrap import evidence_store
+from qmsflow.config import Settings
 from qmsflow.engine import Database, FixedClock, Runtime, advance, open_case
+from qmsflow.engine.evidence import stage
 from qmsflow.engine.models import Case, EvidenceUpload, HistoryEntry
 from tests.conftest import Province, rows_committed
 from tests.web.cases_support import World, pdf_bytes
@@ -160,6 +163,18 @@ def test_withdraw_checks_the_answers_before_it_is_applied(
     assert post(lead, f"/cases/{case_id}/events/withdraw", data={"version": "1", "reason": "Sáp nhập vào trường khác"}).status_code == 302
     with db.read() as session:
         assert session.get(Case, case_id).state == "withdrawn"  # type: ignore[union-attr]
+
+
+def test_the_check_step_names_only_the_persons_own_staged_files(
+    db: Database, rt: Runtime, province: Province, signed_in: Callable[[str], FlaskClient], web_settings: Settings
+) -> None:
+    case_id = _lifecycle(db, rt, province)
+    with db.write() as session:  # someone else's upload, staged but not attached
+        theirs = stage(session, evidence_store(web_settings), province.actors["tnh"], "bien-ban-mat.pdf",
+                       io.BytesIO(pdf_bytes()), rt.clock.now()).id
+    check = post(signed_in("lead"), f"/cases/{case_id}/events/withdraw/check",
+                 data={"version": "1", "reason": "Sáp nhập vào trường khác", "upload": str(theirs)})
+    assert check.status_code == 404 and "bien-ban-mat.pdf" not in check.get_data(as_text=True)
 
 
 def test_the_lead_opens_a_corrective_action_from_the_signed_minutes_and_a_lifecycle_for_a_unit_without_one(
