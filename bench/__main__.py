@@ -2,7 +2,7 @@
 
     python -m bench                       # everything, SQLite and PostgreSQL (~15 minutes)
     python -m bench --smoke               # tiny sizes, seconds: what CI runs to keep them alive
-    python -m bench --only transitions --backend sqlite --scale 0.2
+    python -m bench --only transitions --backend sqlite --scale 0.2   # rewrites only that section of RESULTS.md
     python -m bench --only startup --backend sqlite   # qmsflow --help and cases list against python -c pass
     python -m bench --only web_latency --backend sqlite   # My work and the case page over HTTP against a static file
 """
@@ -22,7 +22,7 @@ from qmsflow.engine.clock import LOCAL_TZ
 
 from . import memory, reads, startup, sweep_scale, transitions_rate, web_latency
 from .databases import Servers, postgres_server, postgres_version
-from .report import Report, machine_description, write_results
+from .report import Report, Section, load_average, machine_description, write_results
 
 BENCHMARKS: dict[str, tuple[Callable[[Report, Servers, list[str], float, bool], None], list[str]]] = {
     "transitions": (transitions_rate.run, transitions_rate.NOTES),
@@ -62,8 +62,11 @@ def main(argv: Sequence[str] | None = None) -> Report:
     started, clock = datetime.now(LOCAL_TZ), time.perf_counter()
     pg = postgres_server(args.postgres_url) if args.backend in ("postgresql", "both") else None
     report = Report()
+    general = [DURABILITY]
     report.notes.append(DURABILITY)
     machine = machine_description(postgres_version(pg))
+    command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
+    sections: list[Section] = []
     with tempfile.TemporaryDirectory(prefix="qmsflow-bench-") as workdir:
         servers = Servers(Path(workdir), pg)
         backends = servers.backends(args.backend)
@@ -72,13 +75,21 @@ def main(argv: Sequence[str] | None = None) -> Report:
         for name in args.only or list(BENCHMARKS):
             run, notes = BENCHMARKS[name]
             print(f"... {name}", file=sys.stderr, flush=True)
+            rows_before, notes_before, sizes_before = len(report.rows), len(report.notes), set(report.sizes)
+            began, load, tick = datetime.now(LOCAL_TZ), load_average(), time.perf_counter()
             run(report, servers, backends, args.scale, args.smoke)
             report.notes.extend(notes)
+            sections.append(
+                Section(
+                    name, report.rows[rows_before:], {k: v for k, v in report.sizes.items() if k not in sizes_before},
+                    report.notes[notes_before:], began, time.perf_counter() - tick, command, load,
+                )
+            )
     elapsed = time.perf_counter() - clock
     print(report.table())
+    print(f"\n{elapsed:.0f} s in all, started {started:%H:%M}", file=sys.stderr)
     if not (args.no_write or args.smoke):
-        command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
-        path = write_results(report, machine, started, elapsed, command)
+        path = write_results(sections, machine, general, only=bool(args.only))
         print(f"\nwritten to {path}", file=sys.stderr)
     return report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -152,10 +153,7 @@ def _version(package: str) -> str:
 
 def machine_description(postgres_version: str | None) -> list[str]:
     """Return the facts a reader needs to compare a run with theirs, one per line."""
-    try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        load = "unknown"
+    load = load_average()
     return [
         f"CPU: {_cpu_model()}, {os.cpu_count()} cores",
         f"RAM: {_ram_gib()}",
@@ -171,14 +169,79 @@ def machine_description(postgres_version: str | None) -> list[str]:
     ]
 
 
-def write_results(report: Report, machine: list[str], started: datetime, elapsed_s: float, command: str) -> Path:
-    """Write the table, the machine, the sizes used and the notes to ``bench/RESULTS.md``."""
+@dataclass(frozen=True)
+class Section:
+    """What one benchmark added to the report in one run: its own part of ``bench/RESULTS.md``."""
+
+    name: str
+    rows: list[Row]
+    sizes: dict[str, str]
+    notes: list[str]
+    started: datetime
+    elapsed_s: float
+    command: str
+    load: str
+
+    def text(self) -> str:
+        """Return the section, between the markers ``--only`` finds it by."""
+        part = Report(rows=self.rows)
+        return "\n".join(
+            [
+                f"<!-- bench:{self.name} -->",
+                f"### {self.name}",
+                "",
+                f"Run on {self.started:%Y-%m-%d %H:%M} ({self.started.tzinfo}) with `{self.command}`, in {self.elapsed_s:.0f} s "
+                f"(load average when it started: {self.load}).",
+                "",
+                part.table() if self.rows else "(no rows)",
+                "",
+                *[f"- Size, {k}: {v}" for k, v in self.sizes.items()],
+                *[f"- {n}" for n in self.notes],
+                f"<!-- /bench:{self.name} -->",
+            ]
+        )
+
+
+def load_average() -> str:
+    """Return the 1, 5 and 15 minute load averages, as the kernel reports them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+_SECTION = re.compile(r"<!-- bench:(?P<name>[a-z_]+) -->.*?<!-- /bench:(?P=name) -->", re.S)
+
+
+def write_results(
+    sections: list[Section], machine: list[str], general_notes: list[str], *, only: bool, path: Path = RESULTS_FILE
+) -> Path:
+    """Write ``bench/RESULTS.md``: the whole file, or with ``only`` just the sections of the benchmarks run.
+
+    With ``only``, every other benchmark's section (with its own run date, command and load) is kept as
+    it is; a section not in the file yet is added at the end of the results.
+    """
+    existing = path.read_text("utf-8") if path.exists() else ""
+    if only and _SECTION.search(existing):
+        text = existing
+        for section in sections:
+            pattern = re.compile(rf"<!-- bench:{section.name} -->.*?<!-- /bench:{section.name} -->", re.S)
+            found = pattern.search(text)
+            if found:
+                text = text[: found.start()] + section.text() + text[found.end() :]
+            else:
+                marker = "\n## Notes\n"
+                at = text.index(marker) if marker in text else len(text)
+                text = text[:at].rstrip("\n") + "\n\n" + section.text() + "\n" + text[at:]
+        path.write_text(text, encoding="utf-8")
+        return path
     lines = [
         "# Benchmark results",
         "",
-        f"Run on {started:%Y-%m-%d %H:%M} ({started.tzinfo}) with `{command}`, in {elapsed_s:.0f} s.",
         "Every ratio is qmsflow over a baseline measured in the same run; \"final states\" says whether "
-        "every peer ended every case in the same state as qmsflow (checked after the run, not assumed).",
+        "every peer ended every case in the same state as qmsflow (checked after the run, not assumed). "
+        "Each benchmark's section says when and with which command it last ran: `python -m bench --only NAME` "
+        "rewrites that section alone.",
         "",
         "## Machine",
         "",
@@ -186,19 +249,14 @@ def write_results(report: Report, machine: list[str], started: datetime, elapsed
         "",
         "## Results",
         "",
-        report.table(),
-        "",
-        "## Sizes used",
-        "",
-        *[f"- {k}: {v}" for k, v in report.sizes.items()],
-        "",
+        *[part for section in sections for part in (section.text(), "")],
         "## Notes",
         "",
-        *[f"- {n}" for n in report.notes],
+        *[f"- {n}" for n in general_notes],
         "",
     ]
-    RESULTS_FILE.write_text("\n".join(lines), encoding="utf-8")
-    return RESULTS_FILE
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
-__all__ = ["RESULTS_FILE", "Report", "Row", "Target", "machine_description", "write_results"]
+__all__ = ["RESULTS_FILE", "Report", "Row", "Section", "Target", "load_average", "machine_description", "write_results"]

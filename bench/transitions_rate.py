@@ -10,6 +10,7 @@ match qmsflow's: state, version, data, history chain head and pending timers.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -81,7 +82,9 @@ class Sizes:
         return cls(cases=max(10, int(1000 * scale)), spiff_cases=max(5, int(200 * scale)))
 
 
-TARGETS = {"SpiffWorkflow": Target(">=", 5), "naive": Target(">=", 3), "raw": Target(">=", 0.2)}
+# issue 11: at least 0.3x the floor on SQLite and 0.5x on PostgreSQL, 3x the naive version on both.
+TARGETS = {"SpiffWorkflow": Target(">=", 5), "naive": Target(">=", 3)}
+FLOOR_TARGETS = {"sqlite": Target(">=", 0.3), "postgresql": Target(">=", 0.5)}
 
 
 def run(report: Report, servers: Servers, backends: list[str], scale: float, smoke: bool) -> None:
@@ -121,13 +124,17 @@ def _run_backend(report: Report, servers: Servers, backend: str, sizes: Sizes) -
         labels = ["qmsflow", "spiff", "naive", "raw"]
         elapsed = dict.fromkeys(labels, 0.0)
         fired = dict.fromkeys(labels, 0)
+        per_step: dict[str, list[float]] = {label: [] for label in labels}  # each round's (step's) rate
         for index, step in enumerate(LIFECYCLE):
             clock.set(local(step.day))
             turn = index % len(peers)
             for label, peer in list(zip(labels, peers, strict=True))[turn:] + list(zip(labels, peers, strict=True))[:turn]:
                 started = time.perf_counter()
-                fired[label] += peer.fire(index)
-                elapsed[label] += time.perf_counter() - started
+                n = peer.fire(index)
+                took = time.perf_counter() - started
+                fired[label] += n
+                elapsed[label] += took
+                per_step[label].append(n / took)
         expected = snapshot(dbs["qmsflow"], [c for c, _ in cases["qmsflow"]])
         checks = {label: compare(expected, snapshot(dbs[label], [c for c, _ in cases[label]]), FINAL_STATE) for label in labels}
         spiff = peers[1]
@@ -139,12 +146,14 @@ def _run_backend(report: Report, servers: Servers, backend: str, sizes: Sizes) -
     for label, peer, target in (
         ("spiff", peers[1], TARGETS["SpiffWorkflow"]),
         ("naive", peers[2], TARGETS["naive"]),
-        ("raw", peers[3], TARGETS["raw"]),
+        ("raw", peers[3], FLOOR_TARGETS[backend]),
     ):
         check = checks["qmsflow"] if checks["qmsflow"] != "ok" else checks[label]
+        ratios = [q / p for q, p in zip(per_step["qmsflow"], per_step[label], strict=True)]
         report.add(
             Row(
-                "transitions/s, 8-step lifecycle",
+                f"transitions/s, 8-step lifecycle (per step: median {statistics.median(ratios):.3g}x, "
+                f"{min(ratios):.3g} to {max(ratios):.3g})",
                 backend,
                 "qmsflow",
                 rate["qmsflow"],
@@ -161,7 +170,9 @@ NOTES = [
     "Transitions: the lifecycle is qms_lifecycle from approve_plan to announce (8 events, 3 state changes). "
     "Each transition is one transaction: the case row (state, data, version, HMAC chain head), one history row, "
     "the obligation lookup the event implies, and on a state change the old state's timer cancelled and the "
-    "new one planned on the working-day calendar. Peers take turns step by step in a rotating order.",
+    "new one planned on the working-day calendar. Peers take turns step by step in a rotating order. The ratio "
+    "column is over the whole run; the label gives the median and range of the 8 steps' ratios, each step one "
+    "interleaved round (data-only steps and state changes differ, so the range is wider than noise alone).",
     "SpiffWorkflow stores its spec apart from its instance data, as its serialization docs advise (Optimizing "
     "Serializations) and its example app's SQLite serializer does: the spec's JSON (~6.3 KB) is written once, and "
     "after every step only the instance JSON (5.7 to 6.6 KB, where the default serialize_json with the spec is "
@@ -171,8 +182,12 @@ NOTES = [
     "Its history and timer rows are written with the floor's bare SQL, which favours it.",
     "The naive version builds one transitions.Machine around each loaded ORM row (auto_transitions=False), fires "
     "with case.trigger and writes history and timers in an `after` callback, with the same SQLite pragmas.",
-    "The floor is sqlite3 / psycopg issuing exactly the statements qmsflow emits, with each step's plan computed "
-    "once for all cases and no validation, permission check, ORM or state machine.",
+    "The floor is sqlite3 / psycopg issuing the fewest statements a durable transition needs, not a copy of what "
+    "qmsflow emits: the case UPDATE checked against the version it holds (it keeps the rows it wrote, so it reads "
+    "none), the history row and, on a state change, the old state's timer cancelled and the new one inserted; no "
+    "savepoint, no obligation lookup; each step's plan computed once for all cases and no validation, permission "
+    "check, ORM or state machine. That is 2 statements on a data-only step and 4 on a state change, where qmsflow "
+    "sends the savepoint pair, the case SELECT and the calendar check too (tests/engine/test_transition_statements.py).",
     "Transitions, what the profile showed (pyinstrument and cProfile over the 8 steps on SQLite, while fixing): "
     "advance cost about 1.0 ms of CPU; 40% was SQLAlchemy's unit-of-work flush (two per state change, because the "
     "timer and obligation queries autoflushed the half-written case), 25% loading the case, 12% building statements "

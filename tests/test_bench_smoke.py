@@ -6,6 +6,9 @@ only that the table comes out with every benchmark in it and every peer ended wh
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
 from bench.__main__ import main
@@ -57,3 +60,21 @@ def test_the_web_latency_smoke_run_times_every_page_over_http_on_a_verified_chai
     assert all(row.check == "ok" and row.unit == "ms" and row.target is not None and row.target.unit == "ms" for row in report.rows)
     assert "audit verify`: ok: 59 cases, 900 history rows" in report.sizes["web_latency (sqlite)"]
     assert "| web: My work, the lead, p95" in capsys.readouterr().out
+
+
+def test_only_rewrites_the_section_of_the_benchmarks_it_ran(tmp_path: Path) -> None:
+    from bench.report import Row, Section, write_results
+
+    def section(name: str, value: float) -> Section:
+        row = Row(f"{name} row", "sqlite", "qmsflow", value, "floor", 1.0, "/s")
+        return Section(name, [row], {name: "tiny"}, [f"{name} note"], datetime(2026, 12, 3, 9, 0, tzinfo=UTC), 1.0, "cmd", "0.1")
+
+    path = tmp_path / "RESULTS.md"
+    write_results([section("transitions", 2.0), section("sweep", 3.0)], ["CPU: x"], ["general"], only=False, path=path)
+    write_results([section("sweep", 7.0), section("startup", 5.0)], ["CPU: y"], ["general"], only=True, path=path)
+    text = path.read_text("utf-8")
+    assert "| transitions row" in text and "2.00 /s" in text  # kept as it was
+    assert "7.00 /s" in text and "3.00 /s" not in text  # replaced
+    assert text.count("<!-- bench:sweep -->") == 1
+    assert text.index("<!-- bench:startup -->") < text.index("## Notes")  # a missing section is added
+    assert "CPU: x" in text  # the machine of the full run stays

@@ -80,6 +80,8 @@ class RawWriter:
             f"UPDATE cases SET state={mark}, version={mark}, data={mark}, updated_at={mark}, history_head={mark}, "
             f"history_length={mark} WHERE id = {mark}"
         )
+        # The floor's version check: the row it last wrote is the row it updates, or nothing is written.
+        self.sql_update_checked = self.sql_update + f" AND version = {mark}"
         self.sql_history = (
             "INSERT INTO history (case_id, seq, at, kind, event, from_state, to_state, actor, data, prev_hash, hash, "
             f"key_id, form) VALUES ({', '.join([mark] * 13)})"
@@ -124,8 +126,15 @@ class RawWriter:
         actor: str,
         data: dict[str, Any] | None = None,
         timers: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
-    ) -> None:
-        """Write the transition: case row, history row, obligation lookup, timers."""
+        *,
+        minimal: bool = False,
+    ) -> tuple[str, int, dict[str, Any], str, int]:
+        """Write the transition: case row, history row, obligation lookup, timers; return the case row after it.
+
+        ``minimal`` writes what a durable transition needs and no more (the floor): the case UPDATE
+        checked against the version the caller holds (no SELECT first), the history row and, on a state
+        change, the timers; no obligation lookup (none can be open in the benchmark's lifecycle).
+        """
         from_state, version, old_data, head, length = row
         merged = data if data is not None else {**old_data, **step.recorded}
         seq = length + 1
@@ -141,13 +150,18 @@ class RawWriter:
         digest = row_hash(self.key.secret, case_id, seq, fields, head, self.key.key_id)
         at = self._dt(step.at)
         execute = self.conn.execute
-        execute(self.sql_update, (step.to_state, version + 1, self._json(merged), at, digest, seq, case_id))
+        if minimal:
+            cur = execute(self.sql_update_checked, (step.to_state, version + 1, self._json(merged), at, digest, seq, case_id, version))
+            if cur.rowcount != 1:
+                raise RuntimeError(f"case {case_id} is not at version {version}")
+        else:
+            execute(self.sql_update, (step.to_state, version + 1, self._json(merged), at, digest, seq, case_id))
         execute(
             self.sql_history,
             (case_id, seq, at, "transition", step.event, from_state, step.to_state, actor, self._json(step.recorded), head, digest,
              self.key.key_id, CURRENT_FORM),
         )
-        for name in step.fulfils:
+        for name in () if minimal else step.fulfils:
             if execute(self.sql_obligation, (case_id, name)).fetchone() is not None:
                 raise RuntimeError("the benchmark's lifecycle has no open obligation at this step")
         if step.to_state != from_state:
@@ -160,6 +174,7 @@ class RawWriter:
                         self._dt(t["due_at"]), "pending", 0, 0, self._dt(t["next_at"]), at, None,
                     ),
                 )
+        return step.to_state, version + 1, merged, digest, seq
 
 
 def _same(value: Any) -> Any:
