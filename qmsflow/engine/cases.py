@@ -405,11 +405,52 @@ def _open_obligation(
     return ob
 
 
-def _obligations_fulfilled_by(session: Session, definition: Definition, case: Case, event: str) -> list[tuple[str, Obligation]]:
-    """Return the open obligations (oldest of each name) that ``event`` fulfils."""
-    found = []
+# (id of the definition) -> (the definition, kept so its id is not reused; obligation -> states it may be open in)
+_OPEN_IN: dict[int, tuple[Definition, dict[str, frozenset[str]]]] = {}
+
+
+def may_be_open_in(definition: Definition) -> dict[str, frozenset[str]]:
+    """Return, per obligation, the states in which a case of ``definition`` can hold it open.
+
+    Invariant (the lookup shortcut rests on it): an obligation row is created only by
+    ``_open_obligation``, on entering its ``opens.enter`` state, on firing its ``opens.event`` or as
+    the next cycle of one fulfilled (in a state where it was open), and a case's state changes only
+    along the definition's transitions. So an obligation can be open only in states reachable from
+    where it opens. tests/engine/test_transition_statements.py breaks when a module other than this
+    one creates obligations or when a definition loops back to a state the shortcut skips.
+    """
+    cached = _OPEN_IN.get(id(definition))
+    if cached is not None and cached[0] is definition:
+        return cached[1]
+    following: dict[str, set[str]] = {}
+    for t in definition.transitions:
+        following.setdefault(t.source, set()).add(t.dest or t.source)
+    result: dict[str, frozenset[str]] = {}
     for name, spec in definition.spec.obligations.items():
-        if event in spec.fulfilled_by:
+        start = {spec.opens.enter} if spec.opens.enter else set()
+        if spec.opens.event:
+            start |= {t.dest or t.source for t in definition.transitions if t.event == spec.opens.event}
+        seen, todo = set(start), list(start)
+        while todo:
+            for nxt in following.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        result[name] = frozenset(seen)
+    _OPEN_IN[id(definition)] = (definition, result)
+    return result
+
+
+def _obligations_fulfilled_by(session: Session, definition: Definition, case: Case, event: str) -> list[tuple[str, Obligation]]:
+    """Return the open obligations (oldest of each name) that ``event`` fulfils.
+
+    Looked up only where one can be open (``may_be_open_in``): a yearly audit recorded while the
+    system is still being applied cannot fulfil the yearly obligation opened on maintaining it.
+    """
+    found = []
+    open_in = may_be_open_in(definition)
+    for name, spec in definition.spec.obligations.items():
+        if event in spec.fulfilled_by and case.state in open_in[name]:
             ob = session.scalar(_OPEN_OBLIGATION, {"case_id": case.id, "name": name})
             if ob is not None:
                 found.append((name, ob))
@@ -473,6 +514,7 @@ __all__ = [
     "get_case",
     "list_cases",
     "load_case_for_update",
+    "may_be_open_in",
     "open_case",
     "open_obligations",
     "pending_timers",
