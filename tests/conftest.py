@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
@@ -273,7 +273,7 @@ def rows_committed(db: Database) -> dict[str, list[tuple[Any, ...]]]:
 def assert_loaded_objects_match_their_rows(session: Session) -> None:
     """No ghost: every object the session holds has its row, and each loaded column equals it."""
     for obj in list(session.identity_map.values()):
-        table = obj.__table__
+        table = obj.__table__  # type: ignore[attr-defined]  # every mapped class here is declarative
         pk = {c.name: getattr(obj, c.key) for c in table.primary_key.columns}
         row = session.execute(select(table).filter_by(**pk)).mappings().first()
         assert row is not None, f"{obj!r} is in the session but its row is gone"
@@ -328,3 +328,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With QMSFLOW_REQUIRE_ALL_SUITES=1 a skipped suite fails the run."""
     if REQUIRE_ALL and SKIPPED_SUITES and exitstatus == 0:
         session.exitstatus = 1
+
+
+T = TypeVar("T")
+
+
+def got(session: Session, model: type[T], ident: Any) -> T:
+    """Return ``session.get(model, ident)``, which the test knows exists (typed without the None)."""
+    obj = session.get(model, ident)
+    assert obj is not None, f"no {model.__name__} {ident!r}"
+    return obj

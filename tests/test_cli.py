@@ -15,7 +15,7 @@ from qmsflow.engine.models import HistoryEntry
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_init_is_idempotent_and_demo_loads_once(run) -> None:  # type: ignore[no-untyped-def]
+def test_init_is_idempotent_and_demo_loads_once(run) -> None:
     assert run("init").exit_code == 0
     assert run("init").exit_code == 0
     first = run("demo", "--as-of", "2026-11-23")
@@ -27,7 +27,7 @@ def test_init_is_idempotent_and_demo_loads_once(run) -> None:  # type: ignore[no
     assert verified.exit_code == 0 and "ok: 12 cases" in verified.output
 
 
-def test_a_user_advances_a_case_and_refusals_have_distinct_exit_codes(run) -> None:  # type: ignore[no-untyped-def]
+def test_a_user_advances_a_case_and_refusals_have_distinct_exit_codes(run) -> None:
     run("demo", "--as-of", "2026-11-23")
     listed = json.loads(run("cases", "list", "--as", "stp.iso", "--json").output)
     assert [c["unit"] for c in listed] == ["STP"]  # a unit officer sees only its unit
@@ -58,7 +58,7 @@ def test_a_user_advances_a_case_and_refusals_have_distinct_exit_codes(run) -> No
     assert "start_applying (not yet: The steering committee" in own and "Đỗ Thị Ngọc" in own and "working days left" in own
 
 
-def test_users_create_checks_role_and_unit(run) -> None:  # type: ignore[no-untyped-def]
+def test_users_create_checks_role_and_unit(run) -> None:
     run("demo", "--as-of", "2026-11-23")
     made = run("users", "create", "snv.deputy", "--role", "unit_officer", "--unit", "SNV", "--email", "d@snv.example",
                "--password-stdin", input="a long enough password\n")
@@ -72,7 +72,7 @@ def test_users_create_checks_role_and_unit(run) -> None:  # type: ignore[no-unty
     assert run("users", "create", "by.admin", "--role", "viewer", "--as", "admin").exit_code == 0
 
 
-def test_audit_verify_fails_on_tampering(run, db: Database) -> None:  # type: ignore[no-untyped-def]
+def test_audit_verify_fails_on_tampering(run, db: Database) -> None:
     run("demo", "--as-of", "2026-11-23")
     with db.write() as session:
         session.execute(update(HistoryEntry).where(HistoryEntry.id == 5).values(actor="someone else"))
@@ -81,7 +81,7 @@ def test_audit_verify_fails_on_tampering(run, db: Database) -> None:  # type: ig
     assert "edited" in result.output
 
 
-def test_workflows_validate_lists_every_problem_and_fails(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_workflows_validate_lists_every_problem_and_fails(run, tmp_path: Path) -> None:
     shipped = run("workflows", "validate", str(Path(__file__).parents[1] / "qmsflow" / "workflows"))
     assert shipped.exit_code == 0 and shipped.output.count(": ok") == 2
     bad = tmp_path / "bad.yaml"
@@ -93,12 +93,12 @@ def test_workflows_validate_lists_every_problem_and_fails(run, tmp_path: Path) -
     assert "qms_lifecycle v1" in listed.output and "corrective_action v1" in listed.output
 
 
-def test_calendar_show_lists_tet_and_the_make_up_saturday(run) -> None:  # type: ignore[no-untyped-def]
+def test_calendar_show_lists_tet_and_the_make_up_saturday(run) -> None:
     out = run("calendar", "show", "2026").output
     assert "2026-02-17" in out and "2026-08-22 Sat working" in out
 
 
-def test_tick_reports_what_fired_as_json_and_a_dry_run_fires_nothing(run) -> None:  # type: ignore[no-untyped-def]
+def test_tick_reports_what_fired_as_json_and_a_dry_run_fires_nothing(run) -> None:
     run("demo", "--as-of", "2026-11-23")
     dry = run("tick", "--now", "2026-12-20T08:00:00+07:00", "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output

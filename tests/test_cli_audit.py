@@ -13,7 +13,7 @@ from qmsflow.engine import Database
 from qmsflow.engine.models import AdminLogEntry
 
 
-def test_upload_attach_on_advance_download_and_audit(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_upload_attach_on_advance_download_and_audit(run, tmp_path: Path) -> None:
     assert run("demo").exit_code == 0
     writer = PdfWriter()
     writer.add_blank_page(width=595, height=842)
@@ -47,7 +47,7 @@ def test_upload_attach_on_advance_download_and_audit(run, tmp_path: Path) -> Non
     assert broken.exit_code == 1 and f"attachment {upload_id}" in broken.output and "missing" in broken.output
 
 
-def test_a_user_created_from_the_command_line_is_logged_and_audit_verify_checks_the_log(run, db: Database) -> None:  # type: ignore[no-untyped-def]
+def test_a_user_created_from_the_command_line_is_logged_and_audit_verify_checks_the_log(run, db: Database) -> None:
     assert run("demo").exit_code == 0
     assert run("users", "create", "snv.deputy", "--role", "viewer").exit_code == 0
     ok = run("audit", "verify")

@@ -53,7 +53,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_until(ready, process: subprocess.Popen[str], what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait_until(ready, process: subprocess.Popen[str], what: str) -> None:
     # A safety net against hanging the suite, not a timing assertion: start-up on a loaded machine varies.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

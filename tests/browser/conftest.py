@@ -105,7 +105,7 @@ def server(browser: Any, demo_template: Path, tmp_path: Path) -> Iterator[Server
     wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=wsgi.run, daemon=True)
     thread.start()
-    yield Server(f"http://127.0.0.1:{wsgi.effective_port}", db, clock, settings=settings)  # type: ignore[union-attr]
+    yield Server(f"http://127.0.0.1:{wsgi.effective_port}", db, clock, settings=settings)
     wsgi.close()
     db.dispose()
 

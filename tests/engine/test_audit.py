@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from qmsflow.engine import Database, FixedClock, Runtime, advance, open_case
 from qmsflow.engine.history import canonical_bytes, verify_all
 from qmsflow.engine.models import Case, HistoryEntry
-from tests.conftest import HISTORY_KEY, Province, local
+from tests.conftest import HISTORY_KEY, Province, got, local
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_a_chain_recomputed_without_the_key_is_reported(db: Database, case_id: i
             row.prev_hash = prev
             row.hash = hashlib.sha256(canonical_bytes(case_id, row.seq, fields, prev, row.key_id)).hexdigest()
             prev = row.hash
-        session.get(Case, case_id).history_head = prev
+        got(session, Case, case_id).history_head = prev
     problems = _problems(db)
     assert len([p for p in problems if "without the history key" in p]) == 4, problems
 

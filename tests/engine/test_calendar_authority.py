@@ -23,7 +23,7 @@ from qmsflow.engine.models import Case, HistoryEntry, Timer, TimerFiring
 from qmsflow.engine.replanning import replan_batch, replan_calendar
 from qmsflow.engine.sweep import sweep
 from qmsflow.engine.timers import plan_steps, timer_key
-from tests.conftest import Province, allow_another_open_case, local
+from tests.conftest import Province, allow_another_open_case, got, local
 
 # One more day off (Fri 23 Jan 2026) than the shipped calendar: the plan_due deadline of a lifecycle
 # opened on Mon 5 Jan moves from Mon 23 Feb to Tue 24 Feb.
@@ -79,7 +79,7 @@ def test_a_process_on_another_calendar_refuses_to_sweep_and_to_plan_and_logs_it_
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Case)) == 1  # nothing was opened
         assert session.scalar(select(func.count()).select_from(TimerFiring)) == 0  # nothing fired
-        (timer,) = pending_timers(session, session.get(Case, case_id))
+        (timer,) = pending_timers(session, got(session, Case, case_id))
         assert timer.due_date == date(2026, 2, 23)  # and nothing was re-planned to the other calendar
 
 

@@ -29,7 +29,7 @@ from qmsflow.engine.permissions import AdminArea, may_administer, require_admin
 from qmsflow.engine.timeline import case_timeline
 from qmsflow.engine.units import set_parent
 from qmsflow.engine.users import create_user, user_by_name
-from tests.conftest import Province, local
+from tests.conftest import Province, got, local
 
 
 def _building_case(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> tuple[int, Actor]:
@@ -68,7 +68,7 @@ def test_allowed_events_say_which_buttons_are_disabled_and_why(
         advance(session, rt, officer, case_id, "establish_committee", {"committee_decision_number": "30/QĐ", "committee_decided_on": "2026-01-05"})
         advance(session, rt, officer, case_id, "issue_documents",
                 {"documents_decision_number": "31/QĐ", "documents_issued_on": "2026-01-05", "procedure_count": 14})
-        now = {a.event: a for a in allowed_events(session, rt, officer, session.get(Case, case_id))}
+        now = {a.event: a for a in allowed_events(session, rt, officer, got(session, Case, case_id))}
         assert now["start_applying"].guard_holds is True and now["start_applying"].reason is None
 
 
@@ -108,7 +108,7 @@ def test_working_days_left_count_on_the_calendar(rt: Runtime) -> None:
 def test_deadlines_of_a_case_and_of_a_scope(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> None:
     case_id, officer = _building_case(db, rt, clock, province)
     with db.read() as session:
-        (build,) = case_deadlines(session, rt, officer, session.get(Case, case_id))
+        (build,) = case_deadlines(session, rt, officer, got(session, Case, case_id))
         assert (build.name, build.label, build.due_date, build.late) == (
             "build_due", "Hạn hoàn thành xây dựng HTQLCL", date(2026, 7, 6), False)
         assert build.working_days_left == working_days_left(rt.calendar, date(2026, 1, 5), date(2026, 7, 6))
@@ -116,7 +116,7 @@ def test_deadlines_of_a_case_and_of_a_scope(db: Database, rt: Runtime, clock: Fi
         assert upcoming_deadlines(session, rt, province.actors["thcs"]) == []
         for bad in ({"limit": 0}, {"limit": 5000}, {"due_before": local(date(2026, 1, 5)).replace(tzinfo=None)}):
             with pytest.raises(ValidationFailed):
-                upcoming_deadlines(session, rt, officer, **bad)  # type: ignore[arg-type]
+                upcoming_deadlines(session, rt, officer, **bad)
 
 
 def test_the_inbox_lists_counts_and_marks_read_within_scope(

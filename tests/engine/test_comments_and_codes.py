@@ -14,7 +14,7 @@ from qmsflow.engine.fields import clean_fields
 from qmsflow.engine.history import verify_all
 from qmsflow.engine.models import HistoryEntry
 from qmsflow.engine.timeline import case_timeline
-from tests.conftest import HISTORY_KEY, Province
+from tests.conftest import HISTORY_KEY, Province, got
 
 L = Label(vi="nhãn", en="label")
 
@@ -30,7 +30,7 @@ def test_a_comment_is_in_the_history_row_the_chain_signs_and_on_the_timeline(
     with db.read() as session:
         entry = case_timeline(session, rt, province.actors["tnh"], case_id)[-1]
         assert entry.comment == "<script>alert(1)</script> đã trình lãnh đạo"
-        assert "_comment" not in entry.details and "_comment" not in session.get(type(case), case_id).data
+        assert "_comment" not in entry.details and "_comment" not in got(session, type(case), case_id).data
         assert verify_all(session, HISTORY_KEY)[2] == []
 
 

@@ -13,7 +13,7 @@ from qmsflow.engine.deadlines import case_deadlines
 from qmsflow.engine.lateness import Party, late_timers, responsible_party, timer_keys
 from qmsflow.engine.models import Case
 from qmsflow.engine.sweep import sweep
-from tests.conftest import Province, local
+from tests.conftest import Province, got, local
 
 
 def test_whose_lateness_each_shipped_deadline_is(registry: Registry) -> None:
@@ -26,7 +26,7 @@ def test_whose_lateness_each_shipped_deadline_is(registry: Registry) -> None:
     assert ("qms_lifecycle", "obligation:yearly_internal_audit") in parties
 
 
-def _corrective(session, rt: Runtime, province: Province, code: str):  # type: ignore[no-untyped-def]
+def _corrective(session, rt: Runtime, province: Province, code: str):
     return open_case(
         session, rt, province.actors["lead"], session.merge(province.units[code]), "corrective_action",
         {"inspection_decision": "20/QĐ-SKHCN", "minutes_number": f"21/BB-{code}", "minutes_signed_on": "2026-01-05",
@@ -34,7 +34,7 @@ def _corrective(session, rt: Runtime, province: Province, code: str):  # type: i
     )
 
 
-def _late_ids(db: Database, rt: Runtime, actor) -> set[int]:  # type: ignore[no-untyped-def]
+def _late_ids(db: Database, rt: Runtime, actor) -> set[int]:
     with db.read() as session:
         ids = {row.id for row in list_page(session, rt, actor, {"late": True}, page_size=200).items}
         assert count_cases(session, rt, actor, {"late": "true"}) == len(ids)
@@ -61,7 +61,7 @@ def test_a_report_awaiting_review_is_the_leads_lateness_not_the_units(
     with db.read() as session:
         (timer_id, case_id, unit_id), = session.execute(late_timers(rt.registry, clock.now())).tuples()
         assert (case_id, unit_id) == (waiting, province.units["SKHCN"].id)
-        (review,) = case_deadlines(session, rt, a["lead"], session.get(Case, waiting))
+        (review,) = case_deadlines(session, rt, a["lead"], got(session, Case, waiting))
         assert review.name == "review_due" and review.late and review.working_days_left < 0
         assert review.counts_against_unit_id == province.units["SKHCN"].id
     clock.set(local(date(2026, 3, 10)))  # the corrective report (2 months from 5 January) is now late too
@@ -71,7 +71,7 @@ def test_a_report_awaiting_review_is_the_leads_lateness_not_the_units(
     assert _late_ids(db, rt, a["mythoi"]) == set()
 
 
-def _escalated(db: Database, rt: Runtime, actor) -> dict[int, Target | None]:  # type: ignore[no-untyped-def]
+def _escalated(db: Database, rt: Runtime, actor) -> dict[int, Target | None]:
     with db.read() as session:
         rows = {row.id: row.escalated_to for row in list_page(session, rt, actor, page_size=200).items}
         only = {row.id for row in list_page(session, rt, actor, {"escalated": True}, page_size=200).items}

@@ -11,7 +11,7 @@ from qmsflow.engine import Database, FixedClock, Runtime, advance, open_case
 from qmsflow.engine.cases import open_obligations, pending_timers
 from qmsflow.engine.history import verify_case
 from qmsflow.engine.models import Case, HistoryEntry, Obligation, Timer
-from tests.conftest import HISTORY_KEY, Province, local
+from tests.conftest import HISTORY_KEY, Province, got, local
 
 LIFECYCLE = [
     # (day, actor, event, data, expected state)
@@ -77,7 +77,7 @@ def test_a_case_walks_the_whole_lifecycle_and_replays(db: Database, rt: Runtime,
                 assert reloaded.data["posted_on_website"] is True
 
     with db.read() as session:
-        case = session.get(Case, case_id)
+        case = got(session, Case, case_id)
         assert case.state == "announced"
         assert case.version == 1 + len(LIFECYCLE)
         rows = list(session.scalars(select(HistoryEntry).where(HistoryEntry.case_id == case_id).order_by(HistoryEntry.seq)))
@@ -150,10 +150,10 @@ def test_an_end_state_cancels_every_timer_and_obligation(db: Database, rt: Runti
         with db.write() as session:
             advance(session, rt, province.actors["snv" if user == "tnh" else user], case_id, event, data)
     with db.write() as session:
-        assert len(open_obligations(session, session.get(Case, case_id))) == 2
+        assert len(open_obligations(session, got(session, Case, case_id))) == 2
         advance(session, rt, province.actors["lead"], case_id, "supersede", {"successor_unit": "SNV2", "reorganised_on": "2026-05-18"})
     with db.read() as session:
-        case = session.get(Case, case_id)
+        case = got(session, Case, case_id)
         assert case.state == "superseded"
         assert pending_timers(session, case) == []
         assert open_obligations(session, case) == []
@@ -187,4 +187,4 @@ def test_leaving_a_state_cancels_its_timers_in_one_statement_and_the_loaded_ones
     with db.read() as session:
         stored = session.get(Timer, loaded.id)
         assert (stored.status, stored.next_at) == ("cancelled", None)
-        assert [t.state for t in pending_timers(session, session.get(Case, case.id))] == [state]
+        assert [t.state for t in pending_timers(session, got(session, Case, case.id))] == [state]

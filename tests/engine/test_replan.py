@@ -11,7 +11,7 @@ from qmsflow.engine import SYSTEM, CalendarOverrides, Database, Runtime, Working
 from qmsflow.engine.cases import pending_timers
 from qmsflow.engine.models import CalendarDay, Case, HistoryEntry, Meta, Timer
 from qmsflow.engine.replanning import apply_calendar, stored_fingerprint
-from tests.conftest import Province
+from tests.conftest import Province, got
 
 
 def test_an_extra_day_off_moves_the_deadlines_that_span_it(db: Database, rt: Runtime, province: Province) -> None:
@@ -32,11 +32,11 @@ def test_an_extra_day_off_moves_the_deadlines_that_span_it(db: Database, rt: Run
     assert [(m.timer_id, m.old_due, m.new_due) for m in moved] == [(timer_id, before, date(2026, 2, 24))]
 
     with db.read() as session:
-        timer = session.get(Timer, timer_id)
+        timer = got(session, Timer, timer_id)
         assert timer.due_date == date(2026, 2, 24)
         note = session.scalar(select(HistoryEntry).where(HistoryEntry.case_id == case_id, HistoryEntry.kind == "deadline_moved"))
         assert note.data == {"timer": "plan_due", "from": "2026-02-23", "to": "2026-02-24", "reason": "calendar"}
-        assert session.get(Case, case_id).version == 1  # a moved deadline is not a transition
+        assert got(session, Case, case_id).version == 1  # a moved deadline is not a transition
 
     with db.write() as session:
         assert apply_calendar(session, changed, actor=SYSTEM) == []  # nothing more moves the second time
@@ -72,7 +72,7 @@ def test_a_replan_keeps_each_timer_on_the_same_next_step(db: Database, rt: Runti
     assert [(s.kind, s.level) for s in before] == [(s.kind, s.level) for s in after]
 
     with db.read() as session:
-        timer = session.get(Timer, timer_id)
+        timer = got(session, Timer, timer_id)
         assert timer.next_step == 1 and timer.next_at == local(date(2026, 3, 2), 0)  # 3 working days before 9 Mar
     second = sweep(db, changed, local(date(2026, 3, 2), 8))
     assert [(f.step, f.kind, f.outcome) for f in second.fired] == [(1, "reminder", "fired")]

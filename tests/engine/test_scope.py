@@ -25,7 +25,7 @@ def counting(db: Database) -> Iterator[list[str]]:
     """Collect every SQL statement the engine sends while the block runs."""
     statements: list[str] = []
 
-    def before(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
         statements.append(statement)
 
     event.listen(db.engine, "before_cursor_execute", before)

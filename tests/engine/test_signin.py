@@ -26,7 +26,7 @@ def with_password(db: Database, rt: Runtime, clock: FixedClock, province: Provin
         set_password(session, tnh, PASSWORD, now=clock.now(), rt=rt, actor=CONSOLE)
 
 
-def _attempt(db: Database, rt: Runtime, username: str, password: str, address: str = "192.0.2.1"):  # type: ignore[no-untyped-def]
+def _attempt(db: Database, rt: Runtime, username: str, password: str, address: str = "192.0.2.1"):
     with db.write() as session:
         outcome = sign_in(session, rt, username, password, address)
         return outcome.succeeded, outcome.refused

@@ -13,7 +13,7 @@ from qmsflow.engine.models import Case, HistoryEntry
 from qmsflow.engine.staleness import check_form
 from qmsflow.engine.sweep import sweep
 from qmsflow.engine.users import create_user
-from tests.conftest import Province, local
+from tests.conftest import Province, got, local
 
 
 def _building(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> tuple[int, Actor, Actor]:
@@ -37,7 +37,7 @@ def test_reminders_escalations_and_mark_overdue_leave_a_form_good(
     with db.read() as session:
         kinds = set(session.scalars(select(HistoryEntry.kind).where(HistoryEntry.case_id == case_id)))
         assert {"reminder", "escalated"} <= kinds
-        assert session.get(Case, case_id).data["overdue"] is True  # mark_overdue ran: the version moved
+        assert got(session, Case, case_id).data["overdue"] is True  # mark_overdue ran: the version moved
     with db.write() as session:
         version = check_form(session, rt, officer, case_id, "establish_committee", 2)
         assert version == 3

@@ -15,7 +15,7 @@ from qmsflow.engine.models import Case, HistoryEntry, InboxItem, Notification, T
 from qmsflow.engine.notifications import MailSettings, route
 from qmsflow.engine.sweep import sweep
 from qmsflow.engine.units import Hierarchy, UnitKind, create_unit
-from tests.conftest import HISTORY_KEY, Province, allow_another_open_case, local
+from tests.conftest import HISTORY_KEY, Province, allow_another_open_case, got, local
 
 MINUTES = {"inspection_decision": "88/QĐ", "minutes_number": "14/BB", "findings": "Chưa cập nhật quy trình"}
 
@@ -132,7 +132,7 @@ def test_one_broken_case_is_logged_and_skipped_and_never_stops_the_sweep(
     real = Hierarchy.body
     bad_unit = province.units["THCS-MT"].id
 
-    def broken(self, unit_id, target):  # type: ignore[no-untyped-def]
+    def broken(self, unit_id, target):
         if unit_id == bad_unit:
             raise RuntimeError("corrupt hierarchy")
         return real(self, unit_id, target)
@@ -246,7 +246,7 @@ def test_a_batch_mixing_due_actions_and_reminders_keeps_every_chain_whole(
     assert {f.case_id for f in report.fired} == set(corrective + lifecycle) and report.failed_cases == []
     with db.read() as session:
         assert verify_all(session, HISTORY_KEY)[2] == []
-        assert all(session.get(Case, i).data["overdue"] is True for i in corrective)
+        assert all(got(session, Case, i).data["overdue"] is True for i in corrective)
         notified = session.scalar(select(func.count()).select_from(Notification))
         assert notified == sum(1 for f in report.fired if f.outcome == "fired" and f.kind != "due")
     assert sweep(db, rt, local(date(2026, 3, 1))).fired == []
@@ -260,7 +260,7 @@ def test_only_a_case_whose_due_action_is_due_gets_its_own_savepoint(
     one_by_one: list[int] = []
     real = sweep_module._Firing.one_case
 
-    def spy(self, session, case, timers):  # type: ignore[no-untyped-def]
+    def spy(self, session, case, timers):
         one_by_one.append(case.id)
         return real(self, session, case, timers)
 

@@ -39,7 +39,7 @@ from qmsflow.engine.units import (
     version_on,
 )
 from qmsflow.engine.users import create_user
-from tests.conftest import Province, local
+from tests.conftest import Province, got, local
 
 MERGER = date(2025, 7, 1)  # Resolution 1654/NQ-UBTVQH15: the new communes of An Giang
 BEFORE = date(2025, 6, 30)
@@ -127,7 +127,7 @@ def _merge(db: Database, rt: Runtime, clock: FixedClock, province: Province) -> 
         record_succession(session, rt, SYSTEM, my_binh.id, long_xuyen.id, on=MERGER)  # ends Mỹ Bình too
     clock.set(local(date(2026, 1, 5)))
     with db.write() as session:
-        cases["LX"] = open_case(session, rt, lead, session.get(Unit, long_xuyen.id), "qms_lifecycle").id
+        cases["LX"] = open_case(session, rt, lead, got(session, Unit, long_xuyen.id), "qms_lifecycle").id
         for username, role, unit in (("lx", "unit_officer", long_xuyen), ("lx.ubnd", "supervisor", long_xuyen),
                                      ("mh", "unit_officer", my_hoa), ("tp.lx", "supervisor", district)):
             user = create_user(session, username=username, role=role, unit=session.get(Unit, unit.id), now=clock.now(), rt=rt, actor=SYSTEM)

@@ -19,7 +19,7 @@ from qmsflow.web.security import CSP
 from tests.web.conftest import post
 
 
-def _assert_headers(response) -> None:  # type: ignore[no-untyped-def]
+def _assert_headers(response) -> None:
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
