@@ -275,17 +275,17 @@ def apply(
         raise NotPermitted(actor.username, "apply a reorganisation")
     now = rt.clock.now()
     today = local_date(now)
+    ops = [_plain(op) for op in ops]  # codes written as numbers in YAML are codes all the same
     static = [_static_problems(i, op, today) for i, op in enumerate(ops)]
     problems: list[FieldProblem] = []
     run = _Run(session, rt, actor, now)
     reports: list[OperationReport] = []
     outer = session.begin_nested()
     try:
-        for index, raw in enumerate(ops):
+        for index, op in enumerate(ops):
             if static[index]:  # the later operations are still tried, so every problem is listed at once
                 problems.extend(static[index])
                 continue
-            op = _plain(raw)
             run.key, run.label = _op_key(op), _label(index, op)
             effective = date.fromisoformat(op["effective"])
             run.report = OperationReport(run.key, op["op"], effective, "applied")
