@@ -14,7 +14,7 @@ from qmsflow.engine.definitions import Role
 from qmsflow.engine.history import verify_all
 from qmsflow.engine.models import Case, HistoryEntry, Obligation, Timer, Unit, UnitSuccession
 from qmsflow.engine.reorganize import apply, load_mapping
-from qmsflow.engine.units import UnitKind, create_unit, parent_id, unit_by_code
+from qmsflow.engine.units import UnitKind, create_unit, parent_id, unit_by_code, version_on
 from qmsflow.engine.users import create_user
 from tests.conftest import HISTORY_KEY, local, rows_committed
 
@@ -237,3 +237,30 @@ def test_a_dry_run_lists_what_would_happen_and_changes_nothing(db: Database, rt:
     assert any("ends superseded by 30337" in line for line in lines)
     assert any("opens for 30337" in line for line in lines)
     assert sum("obligation" in line and "moves to case" in line for line in lines) == 3
+
+
+def test_a_backdated_operation_is_recorded_with_both_dates_and_a_future_one_is_refused(db: Database, rt: Runtime, clock: FixedClock, old: Old) -> None:
+    from qmsflow.engine.models import ReorganisationOperation
+
+    clock.set(local(date(2025, 9, 1), 10))
+    with db.write() as session, pytest.raises(ValidationFailed) as refused:
+        apply(session, rt, old.lead, load_mapping('- {op: rename, effective: 2025-09-02, unit: "886", name: "Sau"}\n'))
+    assert refused.value.problems[0].code == "reorg_future"
+    with db.write() as session:
+        apply(session, rt, old.lead, load_mapping('- {op: rename, id: late, effective: 2025-07-01, unit: "886", name: "UBND huyện An Phú (cũ)"}\n'))
+    with db.read() as session:
+        stored = session.scalars(select(ReorganisationOperation)).one()
+        assert (stored.op_key, stored.effective, stored.backdated, stored.actor) == ("late", DAY, True, "lead")
+        assert stored.applied_at == clock.now()
+        before, after = version_on(session, old.units["886"], date(2025, 6, 30)), version_on(session, old.units["886"], DAY)
+        assert before is not None and after is not None
+        assert (before.name, after.name) == ("UBND huyện An Phú", "UBND huyện An Phú (cũ)")  # the old name intact before the day
+
+
+def test_only_a_lead_or_an_administrator_applies(db: Database, rt: Runtime, clock: FixedClock, old: Old) -> None:
+    from qmsflow.engine import NotPermitted
+
+    clock.set(local(DAY, 10))
+    officer = Actor(username="iso", role=Role.UNIT_OFFICER, unit_id=old.units["30355"])
+    with db.write() as session, pytest.raises(NotPermitted):
+        apply(session, rt, officer, load_mapping('- {op: rename, effective: 2025-07-01, unit: "886", name: "X"}\n'))
