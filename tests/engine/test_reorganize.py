@@ -264,3 +264,24 @@ def test_only_a_lead_or_an_administrator_applies(db: Database, rt: Runtime, cloc
     officer = Actor(username="iso", role=Role.UNIT_OFFICER, unit_id=old.units["30355"])
     with db.write() as session, pytest.raises(NotPermitted):
         apply(session, rt, officer, load_mapping('- {op: rename, effective: 2025-07-01, unit: "886", name: "X"}\n'))
+
+
+def test_user_accounts_move_and_the_audit_replays_a_cases_unit(db: Database, rt: Runtime, clock: FixedClock, old: Old) -> None:
+    case_id = walk_to_maintaining(db, rt, clock, old, "30358")
+    ca_id = open_corrective(db, rt, clock, old, "30358", case_id)
+    with db.write() as session:
+        for name in ("ph.iso", "ph.head"):
+            create_user(session, username=name, role="unit_officer", unit=session.get(Unit, old.units["30358"]),
+                        email=f"{name}@example.org", now=clock.now(), rt=rt, actor=SYSTEM)
+    clock.set(local(DAY, 10))
+    mapping = SPLIT + '  - {op: move_users, effective: 2025-07-01, users: [ph.iso], to: "30337"}\n'
+    with db.write() as session:
+        report = apply(session, rt, old.lead, load_mapping(mapping))
+    assert report.users_on_ended_units == [("ph.head", "30358")]  # the one the file did not move
+    with db.read() as session:
+        assert unit_by_code(session, "30337", DAY).id == session.scalar(select(Unit.id).join(Case, Case.unit_id == Unit.id).where(Case.id == ca_id))
+        assert verify_all(session, HISTORY_KEY)[2] == []
+    with db.write() as session:  # a corrective action re-pointed outside a recorded move is found
+        session.execute(update(Case).where(Case.id == ca_id).values(unit_id=old.units["30355"]))
+    with db.read() as session:
+        assert any("replays to unit" in f.problem for f in verify_all(session, HISTORY_KEY)[2])
