@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import adminlog, calendar_store, history, timers
+from .calendar import deadline_instant
 from .cases import _enter_state, advance, load_case_for_update
 from .clock import local_date
 from .definitions import Role
@@ -52,8 +53,8 @@ CORRECTIVE = "corrective_action"
 OPERATIONS = ("merge", "split", "rename", "change_kind", "change_code", "change", "dissolve", "move", "create", "move_users")
 _COMMON = {"op", "id", "effective", "note"}
 _KEYS: dict[str, set[str]] = {
-    "merge": {"from", "into", "into_existing"},
-    "split": {"unit", "primary", "others"},
+    "merge": {"from", "into", "into_existing", "deadline"},
+    "split": {"unit", "primary", "others", "deadline"},
     "rename": {"unit", "name"},
     "change_kind": {"unit", "kind", "name"},
     "change_code": {"unit", "code"},
@@ -142,6 +143,14 @@ def _static_problems(index: int, op: dict[str, Any], today: date) -> list[FieldP
     for key in required:
         if op.get(key) in (None, "", []):
             problems.append(FieldProblem(label, "reorg_format", {"reason": f"{key} is required"}))
+    if op.get("deadline") is not None:
+        try:
+            deadline = date.fromisoformat(str(op["deadline"]))
+        except ValueError:
+            problems.append(FieldProblem(label, "reorg_format", {"reason": "deadline must be a date YYYY-MM-DD"}))
+        else:
+            if str(deadline) <= str(op.get("effective")):
+                problems.append(FieldProblem(label, "reorg_format", {"reason": "the deadline must be after the effective date"}))
     for key in ("from", "others", "users"):
         if key in op and not isinstance(op[key], list):
             problems.append(FieldProblem(label, "reorg_format", {"reason": f"{key} must be a list"}))
@@ -382,7 +391,8 @@ def _merge(run: _Run, op: dict[str, Any], on: date) -> None:
         run.say(f"unit {successor.code} {successor.name} created from {on}")
     for unit in predecessors:
         record_succession(run.session, run.rt, run.actor, unit.id, successor.id, on=on)
-    target = _successor_case(run, successor, announced, on, [p.code for p in predecessors], survivor=op.get("into_existing") is not None)
+    target = _successor_case(run, successor, announced, on, [p.code for p in predecessors],
+                             survivor=op.get("into_existing") is not None, deadline=op.get("deadline"))
     for unit in predecessors:
         _hand_over(run, unit, successor, target, on, others=[])
     _merge_obligations(run, target)
@@ -401,7 +411,7 @@ def _split(run: _Run, op: dict[str, Any], on: date) -> None:
     run.ended.add(unit.id)
     for successor in (primary, *others):
         record_succession(run.session, run.rt, run.actor, unit.id, successor.id, on=on)
-    target = _successor_case(run, primary, announced, on, [unit.code], survivor=True)
+    target = _successor_case(run, primary, announced, on, [unit.code], survivor=True, deadline=op.get("deadline"))
     _hand_over(run, unit, primary, target, on, others=[o.code for o in others])
     _merge_obligations(run, target)
 
@@ -506,8 +516,14 @@ def _announced(session: Session, unit_id: int) -> bool:
     )
 
 
-def _successor_case(run: _Run, unit: Unit, announced: bool, on: date, predecessors: list[str], *, survivor: bool) -> Case:
-    """The successor's one open lifecycle case: its own (recording the scope change) or a new one."""
+def _successor_case(
+    run: _Run, unit: Unit, announced: bool, on: date, predecessors: list[str], *, survivor: bool, deadline: str | None = None
+) -> Case:
+    """The successor's one open lifecycle case: its own (recording the scope change) or a new one.
+
+    ``deadline`` (from the mapping) sets a new case's first deadline instead of the definition's length;
+    its reminders and escalation ladder are planned around it as usual.
+    """
     row = run.successor(unit)
     existing = _open_cases(run.session, unit.id, LIFECYCLE)
     scope = f"merged with {', '.join(predecessors)} on {on} ({run.key})"
@@ -545,9 +561,23 @@ def _successor_case(run: _Run, unit: Unit, announced: bool, on: date, predecesso
     )
     _enter_state(run.session, run.rt, definition, case, run.now, run.system, starts)
     run.session.flush()
+    if deadline is not None:
+        _set_deadline(run, definition, case, date.fromisoformat(deadline))
     row.cases.append(case.id)
     run.say(f"case {case.id} opens for {unit.code} {unit.name} in {state}")
     return case
+
+
+def _set_deadline(run: _Run, definition: Any, case: Case, due: date) -> None:
+    """Re-plan the new case's state timers to fall due on ``due``: the same steps, around another due date."""
+    for timer in run.session.scalars(select(Timer).where(Timer.case_id == case.id, Timer.status == "pending", Timer.kind == "state")):
+        key = timers.timer_key(timer)
+        steps = timers.plan_steps(definition.timer_spec(key), definition.ladder(key), timer.start_date, due, run.rt.calendar)
+        first = timers.first_step(steps, timer.start_date)
+        timer.due_date, timer.due_at = due, deadline_instant(due)
+        timer.next_step, timer.next_at = first, steps[first].at
+        run.say(f"case {case.id}: {timer.name} due on {due} (set by the mapping)")
+    run.session.flush()
 
 
 def _pending_timer(session: Session, ob: Obligation) -> Timer | None:

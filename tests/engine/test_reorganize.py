@@ -285,3 +285,19 @@ def test_user_accounts_move_and_the_audit_replays_a_cases_unit(db: Database, rt:
         session.execute(update(Case).where(Case.id == ca_id).values(unit_id=old.units["30355"]))
     with db.read() as session:
         assert any("replays to unit" in f.problem for f in verify_all(session, HISTORY_KEY)[2])
+
+
+def test_the_mapping_may_set_the_successors_deadline(db: Database, rt: Runtime, clock: FixedClock, old: Old) -> None:
+    walk_to_maintaining(db, rt, clock, old, "30358")
+    clock.set(local(DAY, 10))
+    mapping = ('- {op: merge, effective: 2025-07-01, deadline: 2025-12-31, from: ["30355", "30358"], '
+               'into: {code: "30355", name: "UBND xã Phú Hội", kind: commune_pc}}\n')
+    with db.write() as session:
+        apply(session, rt, old.lead, load_mapping(mapping))
+    with db.read() as session:
+        new = unit_by_code(session, "30355", DAY)
+        case = session.scalars(select(Case).where(Case.unit_id == new.id)).one()
+        timer = session.scalars(select(Timer).where(Timer.case_id == case.id, Timer.kind == "state", Timer.status == "pending")).one()
+        assert (case.state, timer.name, timer.due_date, timer.level) == ("reannouncing", "reannounce_due", date(2025, 12, 31), 0)
+    with db.write() as session, pytest.raises(ValidationFailed):
+        apply(session, rt, old.lead, load_mapping('- {op: split, effective: 2025-07-01, deadline: 2025-06-01, unit: "886", primary: "89"}\n'))
