@@ -755,6 +755,75 @@ def evidence_get(ctx: click.Context, attachment_id: int, as_user: str, output: P
     click.echo(f"{output}: {described}")
 
 
+# ---------------------------------------------------------------------------------- reorganize
+
+
+@main.group()
+def reorganize() -> None:
+    """Reorganise units on a date from a mapping file (docs/registry.md)."""
+
+
+@reorganize.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "as_user", required=True, help="The lead officer or administrator who applies it.")
+@click.option("--dry-run", is_flag=True, help="Print what each operation would do and change nothing.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write the reconciliation as CSV.")
+@click.pass_context
+def reorganize_apply(ctx: click.Context, file: Path, as_user: str, dry_run: bool, report_path: Path | None) -> None:
+    """Apply the operations of FILE in one transaction; refuse the whole file listing every problem."""
+    import csv
+
+    from .engine import reorganize as reorg
+
+    app = _app(ctx)
+    try:
+        text = file.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {file}: {exc}") from None
+    with engine_errors(), app.db.write() as session:
+        actor = _actor(session, as_user)
+        report = reorg.apply(session, app.rt, actor, reorg.load_mapping(text), dry_run=dry_run)
+    for op in report.operations:
+        click.echo(f"{op.key} ({op.op}, {op.effective}): {op.status}")
+        for line in op.lines:
+            click.echo(f"  {line}")
+    click.echo("reconciliation:")
+    for s in report.successors:
+        click.echo(f"  {s.code} {s.name}: cases {' '.join(map(str, s.cases)) or '-'}; {s.obligations} obligations, {s.corrective_actions} corrective actions")
+    for username, code in report.users_on_ended_units:
+        click.echo(f"  user {username} is left on ended unit {code}")
+    for code, role, name in report.contacts_on_ended_units:
+        click.echo(f"  contact {role} {name} is left on ended unit {code}")
+    for s in report.without_contacts:
+        click.echo(f"  {s.code} {s.name} has no head or no ISO officer: escalations to unit_head would reach nobody")
+    if report_path is not None:
+        with report_path.open("w", encoding="utf-8", newline="") as out:
+            csv.writer(out).writerows(report.csv_rows())
+    applied = sum(op.status == "applied" for op in report.operations)
+    verb = "would apply" if dry_run else "applied"
+    click.echo(f"{verb} {applied} operations, {len(report.operations) - applied} unchanged" + (" (dry run: nothing changed)" if dry_run else ""))
+
+
+@reorganize.command("convert")
+@click.option("--units", "units_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The units before the reorganisation (the official JSON of qmsflow/data/).")
+@click.option("--mapping", "mapping_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The official old-to-new commune mapping (JSON).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path))
+def reorganize_convert(units_path: Path, mapping_path: Path, output: Path) -> None:
+    """Convert the official data into a mapping file, reporting every trap found in it by name and code."""
+    from .engine.reorgconvert import convert_files
+
+    try:
+        conversion = convert_files(units_path, mapping_path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise click.BadParameter(f"not the official data layout: {type(exc).__name__}: {exc}") from None
+    output.write_text(conversion.yaml, encoding="utf-8")
+    for trap in conversion.traps:
+        click.echo(str(trap))
+    click.echo(f"wrote {conversion.operations} operations to {output}; {len(conversion.traps)} traps reported above")
+
+
 # ------------------------------------------------------------------------------------------ audit
 
 

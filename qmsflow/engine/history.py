@@ -302,14 +302,26 @@ def verify_case(key: Keyring | bytes | _Keys, case: Case, rows: list[HistoryEntr
 
 
 def _replay(case: Case, rows: list[HistoryEntry]) -> list[AuditFinding]:
+    """Replay the state, and the unit where the rows say it: an ``opened`` row with ``unit_id`` and each
+    ``unit_moved`` row (a reorganisation, qmsflow/engine/reorganize.py) must chain to the case's unit."""
     state: str | None = None
+    unit: int | None = None
     for row in rows:
         if row.to_state is not None:
             if state is not None and row.from_state != state:
                 return [AuditFinding(case.id, row.seq, f"starts from {row.from_state!r} but the case was in {state!r}")]
             state = row.to_state
+        data = row.data or {}
+        if row.kind == "opened" and isinstance(data.get("unit_id"), int):
+            unit = data["unit_id"]
+        elif row.kind == "unit_moved":
+            if unit is not None and data.get("from_unit_id") != unit:
+                return [AuditFinding(case.id, row.seq, f"moves from unit {data.get('from_unit_id')} but the case was on unit {unit}")]
+            unit = data.get("to_unit_id")
     if rows and state != case.state:
         return [AuditFinding(case.id, None, f"history replays to {state!r} but the case says {case.state!r}")]
+    if unit is not None and unit != case.unit_id:
+        return [AuditFinding(case.id, None, f"history replays to unit {unit} but the case says unit {case.unit_id}")]
     return []
 
 

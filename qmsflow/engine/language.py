@@ -116,6 +116,13 @@ PROBLEMS: dict[str, str] = {
     "file_empty": N_("the file is empty"),
     "file_name": N_("a file name without control characters is required"),
     "given_twice": N_("an upload is given more than once"),
+    # reorganisations (engine/reorganize.py)
+    "reorg_changed": N_("operation {key} was applied on {applied} with other content: {difference}"),
+    "reorg_future": N_("the effective date {day} is after today ({today})"),
+    "reorg_format": N_("{reason}"),
+    "reorg_conflict": N_("cannot be done: {reason}"),
+    "no_code_on": N_("no unit holds code {code} on {day}"),
+    "merged_into_itself": N_("unit {code} cannot be merged into itself"),
     # command-line input (qmsflow/cli.py)
     "invalid_json": N_("not valid JSON: {detail}"),
     "json_not_object": N_("JSON data must be an object"),

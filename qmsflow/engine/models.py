@@ -567,6 +567,21 @@ class EvidenceUpload(Base):
     attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class ReorganisationOperation(Base):
+    """One applied operation of a reorganisation file, by its key, with the hash of what it said (0013)."""
+
+    __tablename__ = "reorganisation_operations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    op_key: Mapped[str] = mapped_column(String(128), unique=True)
+    op_hash: Mapped[str] = mapped_column(String(64))
+    operation: Mapped[dict[str, Any]] = mapped_column(JsonData)
+    effective: Mapped[date] = mapped_column(Date)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    backdated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class AdminLogEntry(Base):
     """One append-only, HMAC-chained record of an administrative change (qmsflow/engine/adminlog.py)."""
 
@@ -612,6 +627,7 @@ __all__ = [
     "Meta",
     "Notification",
     "Obligation",
+    "ReorganisationOperation",
     "SignInFailure",
     "SignInLock",
     "Timer",

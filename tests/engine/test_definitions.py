@@ -199,7 +199,7 @@ def test_a_damaged_definition_loads_or_raises_a_definition_error_and_nothing_els
 def test_the_shipped_definitions_load_without_problems() -> None:
     good, problems = load_directory(WORKFLOWS)
     assert [str(p) for p in problems] == []
-    assert sorted(d.key for d in good) == [("corrective_action", 1), ("qms_lifecycle", 1)]
+    assert sorted(d.key for d in good) == [("corrective_action", 1), ("corrective_action", 2), ("qms_lifecycle", 1), ("qms_lifecycle", 2)]
 
 
 def test_a_name_and_version_defined_twice_in_a_directory_is_reported(tmp_path: Path) -> None:
