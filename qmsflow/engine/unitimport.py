@@ -341,6 +341,7 @@ def _plan_units(session: Session, plan: ImportPlan, data: bytes) -> dict[str, _S
     stored = _stored_units(session, plan.as_of)
     seen: dict[str, tuple[int, dict[str, str]]] = {}
     rows: list[_UnitRow] = []
+    failed: list[tuple[int, dict[str, str]]] = []
     for number, rec in records:
         earlier = seen.get(rec["code"]) if rec["code"] else None
         if earlier is not None:
@@ -353,7 +354,14 @@ def _plan_units(session: Session, plan: ImportPlan, data: bytes) -> dict[str, _S
         if row is not None:
             row.stored = stored.get(row.code)
             rows.append(row)
+        else:
+            failed.append((number, rec))
     by_code = {r.code: r for r in rows}
+    for number, rec in failed:  # a row with other problems still has its parent checked, so one pass names all
+        parent = rec["parent_code"]
+        if parent and parent != rec["code"] and parent not in seen and parent not in stored:
+            plan.problems.append(RowProblem("units", number, "parent_code", FieldProblem(
+                "parent_code", "unknown_parent", {"code": parent, "day": plan.as_of})))
     # the code of a new unit must be free from its first day on: a unit holding it before or after as_of clashes
     new_codes = [r.code for r in rows if r.stored is None]
     clashes: dict[str, list[UnitVersion]] = {}
@@ -377,7 +385,7 @@ def _plan_units(session: Session, plan: ImportPlan, data: bytes) -> dict[str, _S
         if r.parent_code:
             if r.parent_code == r.code:
                 bad("parent_code", "under_itself")
-            elif r.parent_code not in by_code and r.parent_code not in stored:
+            elif r.parent_code not in seen and r.parent_code not in stored:
                 bad("parent_code", "unknown_parent", {"code": r.parent_code, "day": plan.as_of})
         if r.is_lead and leads[0] is not r:
             bad("is_lead", "lead_twice", {"row": leads[0].row})
