@@ -443,6 +443,97 @@ def users_list(ctx: click.Context) -> None:
             click.echo(f"{user.username:<16} {user.role:<13} {unit:<10} {user.full_name}")
 
 
+# ------------------------------------------------------------------------------------------ units
+
+
+@main.group("units")
+def units_group() -> None:
+    """Import and export the register of units (docs/registry.md)."""
+
+
+def _print_row_problems(rows: Any) -> None:
+    for problem in rows:
+        click.echo(problem.render(_language()), err=True)
+    click.echo(_say("import_refused", count=len(rows)), err=True)
+
+
+def _print_changes(plan: Any) -> None:
+    for change in plan.changes:
+        detail = "; ".join(f"{column}: {old!r} -> {new!r}" for column, old, new in change.changes)
+        click.echo(f"  {change.sheet} row {change.row} {change.key}: {change.action}" + (f" ({detail})" if detail else ""))
+
+
+@units_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--users", "users_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A users file (CSV or XLSX) to import with the units; needs an administrator.")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), help="The day the rows describe (default: today).")
+@click.option("--dry-run", is_flag=True, help="Check and list what would change; write nothing.")
+@click.option("--as", "as_user", required=True, help="Act as this user (an admin, or a lead for units only).")
+@click.pass_context
+def units_import(
+    ctx: click.Context, file: Path, users_file: Path | None, as_of: datetime | None, dry_run: bool, as_user: str
+) -> None:
+    """Import units (and, with --users, accounts) from FILE: every bad row is listed and nothing is written, or all is."""
+    from .engine.clock import local_date
+    from .engine.errors import ImportRefused
+    from .engine.unitimport import apply_import, plan_import
+
+    app = _app(ctx)
+    day = as_of.date() if as_of else local_date(app.now_clock().now())
+    units_data = file.read_bytes()
+    users_data = users_file.read_bytes() if users_file else None
+    with engine_errors():
+        if dry_run:
+            with app.db.read() as session:
+                plan = plan_import(session, _actor(session, as_user), units_data, users_data=users_data, as_of=day)
+            if not plan.ok:
+                _print_row_problems(plan.problems)
+                sys.exit(EXIT_CODES["ValidationFailed"])
+            _print_changes(plan)
+            click.echo(_say("import_plan", **plan.counts()))
+            click.echo(_say("import_dry_run"))
+            return
+        try:
+            with app.db.write() as session:
+                result = apply_import(session, app.rt, _actor(session, as_user), units_data, users_data=users_data, as_of=day)
+        except ImportRefused as refused:
+            _print_row_problems(refused.rows)
+            sys.exit(EXIT_CODES["ValidationFailed"])
+    _print_changes(result.plan)
+    click.echo(_say("import_done", **result.plan.counts()))
+    if result.passwords:
+        click.echo(_say("one_time_passwords"))
+        for username, password in result.passwords:
+            click.echo(f"  {username:<24} {password}")
+
+
+@units_group.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True)
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), help="The day the rows describe (default: today).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the units here (default: standard output, CSV only).")
+@click.option("--users", "users_output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the users file here.")
+@click.pass_context
+def units_export(ctx: click.Context, fmt: str, as_of: datetime | None, output: Path | None, users_output: Path | None) -> None:
+    """Write the units valid on a day (and, with --users, the active users) in the layout `units import` reads."""
+    from .engine.clock import local_date
+    from .engine.unitimport import export_units, export_users
+
+    if fmt == "xlsx" and output is None:
+        raise click.UsageError("--format xlsx needs -o FILE (an XLSX file is not text for a terminal)")
+    app = _app(ctx)
+    day = as_of.date() if as_of else local_date(app.now_clock().now())
+    with engine_errors(), app.db.read() as session:
+        units_data = export_units(session, as_of=day, fmt=fmt)
+        users_data = export_users(session, as_of=day, fmt=fmt) if users_output else None
+    if output is None:
+        click.echo(units_data, nl=False)
+    else:
+        output.write_bytes(units_data)
+    if users_output is not None and users_data is not None:
+        users_output.write_bytes(users_data)
+
+
 # -------------------------------------------------------------------------------------- workflows
 
 

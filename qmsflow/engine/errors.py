@@ -199,6 +199,19 @@ class ValidationFailed(QmsflowError):
         super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
 
 
+class ImportRefused(ValidationFailed):
+    """An import of units or users has bad rows; nothing of it was kept (engine/unitimport.py).
+
+    Attributes:
+        problems: each bad row as a field problem whose field is ``sheet:row:column``.
+        rows: the same, as ``unitimport.RowProblem`` (sheet, row number, column, problem).
+    """
+
+    def __init__(self, problems: list[FieldProblem], rows: Sequence[Any]) -> None:
+        self.rows = list(rows)
+        super().__init__(problems)
+
+
 class Conflict(QmsflowError):
     """The request conflicts with stored data (a duplicate code in the same period, a second open case).
 

@@ -35,6 +35,26 @@ class UnitKind(StrEnum):
     OTHER = "other"
 
 
+# Each kind's name for display, in both languages (the kind's value is what files and the API carry).
+KIND_LABELS: dict[str, dict[str, str]] = {
+    UnitKind.PROVINCE_PC: {"vi": "UBND tỉnh", "en": "Provincial People's Committee"},
+    UnitKind.PROVINCE_OFFICE: {"vi": "Văn phòng UBND tỉnh", "en": "Office of the Provincial People's Committee"},
+    UnitKind.DEPARTMENT: {"vi": "Sở, ban, ngành", "en": "Department"},
+    UnitKind.BRANCH: {"vi": "Chi cục", "en": "Branch (Chi cục)"},
+    UnitKind.DISTRICT_PC: {"vi": "UBND huyện (đến 2025)", "en": "District People's Committee (until 2025)"},
+    UnitKind.COMMUNE_PC: {"vi": "UBND xã, phường, đặc khu", "en": "Commune, ward or special-zone People's Committee"},
+    UnitKind.HIGH_SCHOOL: {"vi": "Trường THPT", "en": "High school (THPT)"},
+    UnitKind.LOWER_SECONDARY: {"vi": "Trường THCS", "en": "Lower secondary school (THCS)"},
+    UnitKind.OTHER: {"vi": "Khác", "en": "Other"},
+}
+
+
+def kind_label(kind: str, language: str) -> str:
+    """The kind's name in ``language`` (``vi`` or ``en``); an unknown kind is shown as it is."""
+    labels = KIND_LABELS.get(kind)
+    return labels["en" if language == "en" else "vi"] if labels else kind
+
+
 def _valid_on(model: type[Unit] | type[UnitParent] | type[UnitVersion], day: date) -> ColumnElement[bool]:
     return and_(model.valid_from <= day, or_(model.valid_to.is_(None), model.valid_to > day))
 
@@ -577,6 +597,7 @@ class Hierarchy:
 
 
 __all__ = [
+    "KIND_LABELS",
     "EscalationBody",
     "Hierarchy",
     "UnitKind",
@@ -585,6 +606,7 @@ __all__ = [
     "create_unit",
     "end_unit",
     "escalation_body",
+    "kind_label",
     "lead_unit",
     "parent_id",
     "record_succession",

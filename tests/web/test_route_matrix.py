@@ -59,6 +59,9 @@ MATRIX: list[tuple[str, str, str, dict[str, int]]] = [
     ("/admin/users/<int:user_id>/deactivate", "GET", "/admin/users/{target}/deactivate", _admin_only(200)),
     ("/admin/users/<int:user_id>/deactivate", "POST", "/admin/users/{target}/deactivate", _admin_only(302)),
     ("/admin/log/", "GET", "/admin/log/", _admin_only(200)),
+    # the import of units: an administrator or the lead unit; an empty POST names the missing file (400)
+    ("/admin/units/import/", "GET", "/admin/units/import/", {**_admin_only(200), L: 200}),
+    ("/admin/units/import/", "POST", "/admin/units/import/", {**_admin_only(400), L: 400}),
     # The case pages (web-cases). {case} is THPT-TNH's (tnh's unit, under gddt); {other_case} is THCS-MT's,
     # outside both: a case, a file or an event POST out of scope is a 404, never a 403 (tests/web/cases_support.py).
     ("/cases/<int:case_id>", "GET", "/cases/{case}", _row(200, anonymous=302, mustchange=302)),
