@@ -443,6 +443,82 @@ def users_list(ctx: click.Context) -> None:
             click.echo(f"{user.username:<16} {user.role:<13} {unit:<10} {user.full_name}")
 
 
+# ----------------------------------------------------------------------------------------- tokens
+
+
+@main.group()
+def tokens() -> None:
+    """Manage JSON API bearer tokens (docs/api.md)."""
+
+
+def _parse_expiry(value: str | None) -> datetime | None:
+    """A day (YYYY-MM-DD: the token works until the end of that local day) or an instant with an offset."""
+    from datetime import date as date_cls
+    from datetime import time as time_cls
+    from datetime import timedelta as td
+
+    from .engine.clock import LOCAL_TZ
+
+    if value is None:
+        return None
+    try:
+        day = date_cls.fromisoformat(value)
+    except ValueError:
+        return _parse_instant(value)
+    return datetime.combine(day + td(days=1), time_cls(0), tzinfo=LOCAL_TZ)
+
+
+@tokens.command("create")
+@click.argument("username")
+@click.option("--expires", help="Last day the token works (YYYY-MM-DD), or an instant with offset; default: never.")
+@click.option("--name", default="", help="What the token is for (e.g. the system that uses it).")
+@click.pass_context
+def tokens_create(ctx: click.Context, username: str, expires: str | None, name: str) -> None:
+    """Make a token for USERNAME and print it once (only its hash is stored)."""
+    from .engine.tokens import create_token
+    from .engine.users import user_by_name
+
+    app = _app(ctx)
+    expires_at = _parse_expiry(expires)
+    with engine_errors(), app.db.write() as session:
+        token, secret = create_token(session, app.rt, _operator(), user_by_name(session, username), name=name, expires_at=expires_at)
+        token_id = token.id
+    click.echo(secret)
+    click.echo(f"token {token_id} for {username}: shown once, store it now", err=True)
+
+
+@tokens.command("list")
+@click.option("--user", "username", help="Only this user's tokens.")
+@click.pass_context
+def tokens_list(ctx: click.Context, username: str | None) -> None:
+    """List tokens: id, prefix, user, name, expiry, last use, and whether revoked."""
+    from .engine.tokens import list_tokens
+    from .engine.users import user_by_name
+
+    app = _app(ctx)
+    with engine_errors(), app.db.read() as session:
+        user_id = user_by_name(session, username).id if username else None
+        for token, owner in list_tokens(session, _operator(), user_id=user_id):
+            status = "revoked" if token.revoked_at else "active"
+            click.echo(
+                f"{token.id:<5} {token.prefix:<13} {owner:<16} {status:<8} expires={_local(token.expires_at) if token.expires_at else '-'} "
+                f"last_used={_local(token.last_used_at) if token.last_used_at else '-'} {token.name}"
+            )
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+def tokens_revoke(ctx: click.Context, token_id: int) -> None:
+    """Revoke token TOKEN_ID now: every request with it is refused from then on."""
+    from .engine.tokens import revoke_token
+
+    app = _app(ctx)
+    with engine_errors(), app.db.write() as session:
+        was_active = revoke_token(session, app.rt, _operator(), token_id)
+    click.echo(f"token {token_id}: {'revoked' if was_active else 'was already revoked'}")
+
+
 # -------------------------------------------------------------------------------------- workflows
 
 

@@ -73,12 +73,15 @@ def create_app(
     app.extensions["qmsflow"] = WebServices(settings=settings, db=database, rt=rt)
 
     i18n.init_app(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     security.init_app(app, settings.web)
     access.init_app(app)
     layout.init_app(app)
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
+    from . import api
+
+    api.init_app(app, csrf)  # /api/v1: bearer tokens only, no session, no CSRF (docs/api.md)
 
     @app.get("/healthz")
     @access.public
