@@ -171,14 +171,14 @@ def case_history(case_id: int, query: PageQuery) -> Any:
             select(HistoryEntry).where(HistoryEntry.case_id == case.id, HistoryEntry.seq > after)
             .order_by(HistoryEntry.seq).limit(query.page_size + 1)
         ))
-    items = []
-    for row in rows[: query.page_size]:
-        data = dict(row.data or {})
-        evidence = data.pop("_evidence", []) or []
-        comment = data.pop("_comment", None)
-        items.append(HistoryEntryOut(seq=row.seq, at=row.at, kind=row.kind, actor=row.actor, event=row.event,
-                                     from_state=row.from_state, to_state=row.to_state, data=data,
-                                     evidence=list(evidence), comment=comment))
+        items = []
+        for row in rows[: query.page_size]:
+            data = dict(row.data or {})
+            evidence = data.pop("_evidence", []) or []
+            comment = data.pop("_comment", None)
+            items.append(HistoryEntryOut(seq=row.seq, at=row.at, kind=row.kind, actor=row.actor, event=row.event,
+                                         from_state=row.from_state, to_state=row.to_state, data=data,
+                                         evidence=list(evidence), comment=comment))
     cursor = encode_cursor(items[-1].seq, marker) if len(rows) > query.page_size else None
     return answer(HistoryList(items=items, next_cursor=cursor), headers=next_link(cursor))
 

@@ -57,10 +57,11 @@ def download(attachment_id: int) -> Any:
     with svc.db.read() as session:
         upload, stream = evidence_files.open_attachment(session, evidence_store(svc.settings), c.actor, attachment_id,
                                                         svc.rt.clock.now())
+        name, content_type = upload.name, upload.content_type
     with stream:
         content = stream.read()
-    response = Response(content, mimetype=upload.content_type)
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(upload.name)}"
+    response = Response(content, mimetype=content_type)
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
     return response
 
 
