@@ -1091,8 +1091,9 @@ def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, in
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-scheduler", is_flag=True, help="Do not run the embedded scheduler in this process.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Requests served at once.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool, threads: int) -> None:
     """Serve the web app, with one embedded scheduler unless told not to."""
     from waitress.server import create_server
 
@@ -1108,7 +1109,7 @@ def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
         web = create_app(settings=app.settings, db=app.db, runtime=app.rt)
         try:
             # Bind before announcing: a port in use is a one-line refusal, not a traceback after "qmsflow on ...".
-            server = create_server(web, host=host, port=port, threads=8)
+            server = create_server(web, host=host, port=port, threads=threads)
         except OSError as exc:
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port or --host") from None
         service = None
