@@ -28,7 +28,7 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import admin_log, auth, cases, errors, inbox, mywork, opening, users
+    from . import admin_log, auth, cases, errors, inbox, mywork, opening, tokens, users
 
     return [
         errors.bp,
@@ -38,6 +38,7 @@ def _blueprints() -> list[Blueprint]:
         inbox.bp,
         opening.bp,
         users.bp,
+        tokens.bp,
         admin_log.bp,
     ]
 
