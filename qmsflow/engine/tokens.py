@@ -46,6 +46,7 @@ class Authenticated:
     actor: Actor
     user_id: int
     language: str
+    stale_use: bool = False  # its last use is older than TOUCH_EVERY: a write is due
 
 
 def _state(token: ApiToken) -> dict[str, object]:
@@ -130,10 +131,11 @@ _BY_HASH = (
 )
 
 
-def authenticate(session: Session, secret: str, now: datetime) -> Authenticated:
+def authenticate(session: Session, secret: str, now: datetime, *, touch: bool = True) -> Authenticated:
     """Return who ``secret`` acts as; InvalidToken when it is unknown, revoked, expired or its user inactive.
 
-    Marks the token used (at most once a minute, so a busy client does not write on every request).
+    Marks the token used (at most once a minute, so a busy client does not write on every request);
+    ``touch=False`` only reads, and ``Authenticated.stale_use`` then says whether a write is due.
     """
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise InvalidToken("unknown")
@@ -147,11 +149,17 @@ def authenticate(session: Session, secret: str, now: datetime) -> Authenticated:
         raise InvalidToken("expired")
     if not active:
         raise InvalidToken("inactive_user")
-    if last_used is None or now - last_used >= TOUCH_EVERY:
-        session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+    stale_use = last_used is None or now - last_used >= TOUCH_EVERY
+    if stale_use and touch:
+        mark_used(session, token_id, now)
     from .definitions import Role
 
-    return Authenticated(token_id, Actor(username=username, role=Role(role), unit_id=unit_id), user_id, language)
+    return Authenticated(token_id, Actor(username=username, role=Role(role), unit_id=unit_id), user_id, language, stale_use)
+
+
+def mark_used(session: Session, token_id: int, now: datetime) -> None:
+    """Record that the token was used at ``now``."""
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
 
 
 def count_request(session: Session, token_id: int, now: datetime, limit: int) -> int:
@@ -187,5 +195,6 @@ __all__ = [
     "get_token",
     "hash_token",
     "list_tokens",
+    "mark_used",
     "revoke_token",
 ]

@@ -182,9 +182,16 @@ def authenticate() -> Any:
                        headers={"WWW-Authenticate": 'Bearer realm="qmsflow"'}).response(request.path)
     svc = services()
     now = svc.rt.clock.now()
-    with svc.db.write() as session:
-        auth = tokens.authenticate(session, secret.strip(), now)
-        tokens.count_request(session, auth.token_id, now, svc.settings.api.rate_limit_per_minute)
+    # A read first: most requests need no write for the token (last use is written once a minute), and
+    # on SQLite a write transaction per request would queue every request behind every other.
+    with svc.db.read() as session:
+        auth = tokens.authenticate(session, secret.strip(), now, touch=False)
+    limit = svc.settings.api.rate_limit_per_minute
+    if auth.stale_use or limit > 0:
+        with svc.db.write() as session:
+            if auth.stale_use:
+                tokens.mark_used(session, auth.token_id, now)
+            tokens.count_request(session, auth.token_id, now, limit)
     g.api = Ctx(auth)
     return None
 
