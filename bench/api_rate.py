@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from qmsflow.engine import advance
 from qmsflow.engine.db import Database
+from qmsflow.engine.errors import DatabaseBusy
 from qmsflow.engine.models import Unit
 from qmsflow.engine.permissions import CONSOLE
 from qmsflow.engine.tokens import create_token
@@ -150,25 +151,41 @@ def run_backend(servers: Servers, backend: str, cases_per_client: int, rounds: i
         with serving(url, servers.workdir) as port:
             for clients in CLIENTS:
                 per_round: dict[str, list[float]] = {"engine": [], "api": []}
+                retries, retry_lock = [0, 0], threading.Lock()
                 lat: dict[str, list[float]] = {"engine": [], "api": []}
                 for _ in range(rounds):
                     for kind in ("engine", "api"):
                         work = [[pool.pop() for _ in range(cases_per_client)] for _ in range(clients)]
                         if kind == "engine":
-                            def fire(index: int, case_id: int, unit_id: int, step: int) -> None:
-                                with db.write() as session:
-                                    advance(session, rt, officer(unit_id), case_id, LIFECYCLE[step].event, LIFECYCLE[step].data,
-                                            expected_version=step + 1)
+                            def fire(index: int, case_id: int, unit_id: int, step: int,
+                                     retries=retries, retry_lock=retry_lock) -> None:
+                                for attempt in range(5):  # DatabaseBusy, "nothing changed": retried, as the API's clients do
+                                    try:
+                                        with db.write() as session:
+                                            advance(session, rt, officer(unit_id), case_id, LIFECYCLE[step].event,
+                                                    LIFECYCLE[step].data, expected_version=step + 1)
+                                        return
+                                    except DatabaseBusy:
+                                        if attempt == 4:
+                                            raise
+                                        with retry_lock:
+                                            retries[1] += 1
                         else:
                             connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(clients)]
 
-                            def fire(index: int, case_id: int, unit_id: int, step: int, connections=connections) -> None:  # type: ignore[misc]
+                            def fire(index: int, case_id: int, unit_id: int, step: int, connections=connections,  # type: ignore[misc]
+                                     retries=retries, retry_lock=retry_lock) -> None:
                                 body = json.dumps({"event": LIFECYCLE[step].event, "data": LIFECYCLE[step].data, "expected_version": step + 1})
                                 conn = connections[index]
-                                conn.request("POST", f"/api/v1/cases/{case_id}/events", body=body,
-                                             headers={"Authorization": f"Bearer {tokens[unit_id]}", "Content-Type": "application/json"})
-                                response = conn.getresponse()
-                                payload = response.read()
+                                for _attempt in range(5):  # 503 "busy, nothing changed": retried, as an integrator would
+                                    conn.request("POST", f"/api/v1/cases/{case_id}/events", body=body,
+                                                 headers={"Authorization": f"Bearer {tokens[unit_id]}", "Content-Type": "application/json"})
+                                    response = conn.getresponse()
+                                    payload = response.read()
+                                    if response.status != 503:
+                                        break
+                                    with retry_lock:
+                                        retries[0] += 1
                                 if response.status != 200:
                                     raise RuntimeError(f"{response.status}: {payload[:300]!r}")
                         rate, latencies = _timed(clients, work, fire)
@@ -179,7 +196,7 @@ def run_backend(servers: Servers, backend: str, cases_per_client: int, rounds: i
                     f"| {backend} | {clients} | {statistics.median(per_round['engine']):.0f} | {statistics.median(per_round['api']):.0f} "
                     f"| {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) "
                     f"| {statistics.median(lat['engine']) * 1000:.1f} / {_p95(lat['engine']) * 1000:.1f} "
-                    f"| {statistics.median(lat['api']) * 1000:.1f} / {_p95(lat['api']) * 1000:.1f} |"
+                    f"| {statistics.median(lat['api']) * 1000:.1f} / {_p95(lat['api']) * 1000:.1f} | {retries[1]} / {retries[0]} |"
                 )
                 print(rows[-1], flush=True)
         db.dispose()
@@ -195,8 +212,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="qmsflow-apirate-") as tmp:
         servers = Servers(Path(tmp), postgres_server(None))
-        print("| backend | clients | engine adv/s | API adv/s | API/engine (range) | engine ms median / p95 | API ms median / p95 |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print("| backend | clients | engine adv/s | API adv/s | API/engine (range) | engine ms median / p95 | API ms median / p95 | busy retried (engine / API) |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for backend in servers.backends(args.backend):
             run_backend(servers, backend, args.cases_per_client, args.rounds)
 

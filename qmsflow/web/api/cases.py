@@ -122,8 +122,9 @@ def open_a_case(body: CaseOpen) -> Any:
         if body.workflow not in {d.name for d in svc.rt.registry.definitions()}:
             raise Problem("field-invalid", f"no workflow {body.workflow!r}", {"errors": [
                 {"field": "workflow", "code": "unknown_workflow", "params": {"value": body.workflow}, "message": "unknown workflow"}]})
-        case = open_case(session, svc.rt, c.actor, unit, body.workflow, body.data, evidence=body.evidence)
-        out = case_out(session, svc.rt, case, c.language)
+        case_id = open_case(session, svc.rt, c.actor, unit, body.workflow, body.data, evidence=body.evidence).id
+    with svc.db.read() as session:
+        out = case_out(session, svc.rt, get_case(session, svc.rt, c.actor, case_id), c.language)
     return answer(out, 201, {**_etag(out.version), "Location": f"{request.script_root}/api/v1/cases/{out.id}"})
 
 
@@ -153,9 +154,13 @@ def fire_event(case_id: int, body: EventIn) -> Any:
     with svc.db.write() as session:
         done = advance(session, svc.rt, c.actor, case_id, body.event, body.data, expected_version=expected,
                        evidence=body.evidence, comment=body.comment)
-        out = case_out(session, svc.rt, done.case, c.language)
+        moved = (done.event, done.from_state, done.to_state)
     g.if_match = False
-    return answer(AdvanceOut(event=done.event, from_state=done.from_state, to_state=done.to_state, case=out), headers=_etag(out.version))
+    # The case is read again after the commit, so the write lock (all of SQLite's) is not held while the
+    # answer is built; body and ETag come from the same read (a later event may already show in both).
+    with svc.db.read() as session:
+        out = case_out(session, svc.rt, get_case(session, svc.rt, c.actor, case_id), c.language)
+    return answer(AdvanceOut(event=moved[0], from_state=moved[1], to_state=moved[2], case=out), headers=_etag(out.version))
 
 
 @bp.get("/cases/<int:case_id>/history")
