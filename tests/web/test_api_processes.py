@@ -123,3 +123,46 @@ def test_one_idempotency_key_sent_at_once_to_two_processes_moves_the_case_once(
             assert json.loads(raw)["type"] == "urn:qmsflow:problem:idempotency-in-flight"
     assert replayed == (200, next(iter(ok)))
     assert _history(db, world.case) == before + 1
+
+
+def _release_together(port: int, requests: list[tuple[str, dict[str, str]]], path: str) -> list[tuple[int, bytes]]:
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=120) for _ in requests]
+    for conn in connections:
+        conn.connect()
+    barrier = threading.Barrier(len(connections))
+    answers: list[tuple[int, bytes]] = []
+    lock = threading.Lock()
+
+    def send(conn: http.client.HTTPConnection, body: str, headers: dict[str, str]) -> None:
+        barrier.wait()
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        with lock:
+            answers.append((response.status, response.read()))
+
+    threads = [threading.Thread(target=send, args=(c, b, h)) for c, (b, h) in zip(connections, requests, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    return answers
+
+
+def test_fifty_advances_at_one_version_give_one_200_and_49_409_then_the_same_with_if_match(
+    db: Database, tokens: dict[str, str], world: World, tmp_path: Path
+) -> None:
+    before = _history(db, world.case)
+    auth = {"Authorization": f"Bearer {tokens['tnh']}", "Content-Type": "application/json"}
+    with serving(db, tmp_path, "web") as port:
+        stale = json.dumps({"event": "start_applying", "expected_version": 4})
+        answers = _release_together(port, [(stale, auth)] * 50, f"/api/v1/cases/{world.case}/events")
+        statuses = sorted(s for s, _ in answers)
+        assert statuses == [200] + [409] * 49, statuses
+        assert {json.loads(b)["current_version"] for s, b in answers if s == 409} == {5}
+        # the next event, conditional on If-Match instead
+        body = json.dumps({"event": "record_internal_audit", "data": {
+            "internal_audit_on": "2026-01-05", "internal_audit_report": "1/BC", "nonconformities_open": 0}})
+        answers = _release_together(port, [(body, {**auth, "If-Match": '"5"'})] * 50, f"/api/v1/cases/{world.case}/events")
+        statuses = sorted(s for s, _ in answers)
+        assert statuses == [200] + [412] * 49, statuses
+    assert _history(db, world.case) == before + 2
