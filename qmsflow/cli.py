@@ -532,6 +532,80 @@ def units_export(ctx: click.Context, fmt: str, as_of: datetime | None, output: P
         output.write_bytes(units_data)
     if users_output is not None and users_data is not None:
         users_output.write_bytes(users_data)
+# ----------------------------------------------------------------------------------------- tokens
+
+
+@main.group()
+def tokens() -> None:
+    """Manage JSON API bearer tokens (docs/api.md)."""
+
+
+def _parse_expiry(value: str | None) -> datetime | None:
+    """A day (YYYY-MM-DD: the token works until the end of that local day) or an instant with an offset."""
+    from datetime import date as date_cls
+    from datetime import time as time_cls
+    from datetime import timedelta as td
+
+    from .engine.clock import LOCAL_TZ
+
+    if value is None:
+        return None
+    try:
+        day = date_cls.fromisoformat(value)
+    except ValueError:
+        return _parse_instant(value)
+    return datetime.combine(day + td(days=1), time_cls(0), tzinfo=LOCAL_TZ)
+
+
+@tokens.command("create")
+@click.argument("username")
+@click.option("--expires", help="Last day the token works (YYYY-MM-DD), or an instant with offset; default: never.")
+@click.option("--name", default="", help="What the token is for (e.g. the system that uses it).")
+@click.pass_context
+def tokens_create(ctx: click.Context, username: str, expires: str | None, name: str) -> None:
+    """Make a token for USERNAME and print it once (only its hash is stored)."""
+    from .engine.tokens import create_token
+    from .engine.users import user_by_name
+
+    app = _app(ctx)
+    expires_at = _parse_expiry(expires)
+    with engine_errors(), app.db.write() as session:
+        token, secret = create_token(session, app.rt, _operator(), user_by_name(session, username), name=name, expires_at=expires_at)
+        token_id = token.id
+    click.echo(secret)
+    click.echo(f"token {token_id} for {username}: shown once, store it now", err=True)
+
+
+@tokens.command("list")
+@click.option("--user", "username", help="Only this user's tokens.")
+@click.pass_context
+def tokens_list(ctx: click.Context, username: str | None) -> None:
+    """List tokens: id, prefix, user, name, expiry, last use, and whether revoked."""
+    from .engine.tokens import list_tokens
+    from .engine.users import user_by_name
+
+    app = _app(ctx)
+    with engine_errors(), app.db.read() as session:
+        user_id = user_by_name(session, username).id if username else None
+        for token, owner in list_tokens(session, _operator(), user_id=user_id):
+            status = "revoked" if token.revoked_at else "active"
+            click.echo(
+                f"{token.id:<5} {token.prefix:<13} {owner:<16} {status:<8} expires={_local(token.expires_at) if token.expires_at else '-'} "
+                f"last_used={_local(token.last_used_at) if token.last_used_at else '-'} {token.name}"
+            )
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+def tokens_revoke(ctx: click.Context, token_id: int) -> None:
+    """Revoke token TOKEN_ID now: every request with it is refused from then on."""
+    from .engine.tokens import revoke_token
+
+    app = _app(ctx)
+    with engine_errors(), app.db.write() as session:
+        was_active = revoke_token(session, app.rt, _operator(), token_id)
+    click.echo(f"token {token_id}: {'revoked' if was_active else 'was already revoked'}")
 
 
 # -------------------------------------------------------------------------------------- workflows
@@ -1175,8 +1249,9 @@ def scheduler(ctx: click.Context, now_text: str | None, exit_when_idle: bool, in
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-scheduler", is_flag=True, help="Do not run the embedded scheduler in this process.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Requests served at once.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool, threads: int) -> None:
     """Serve the web app, with one embedded scheduler unless told not to."""
     from waitress.server import create_server
 
@@ -1192,7 +1267,7 @@ def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool) -> None:
         web = create_app(settings=app.settings, db=app.db, runtime=app.rt)
         try:
             # Bind before announcing: a port in use is a one-line refusal, not a traceback after "qmsflow on ...".
-            server = create_server(web, host=host, port=port, threads=8)
+            server = create_server(web, host=host, port=port, threads=threads)
         except OSError as exc:
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port or --host") from None
         service = None

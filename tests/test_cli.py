@@ -183,3 +183,18 @@ def test_rotate_key_writes_a_new_current_key_and_the_chain_still_verifies(db: Da
     assert wrong.exit_code == 1 and "history key '2': this is not the key that wrote the chain" in wrong.output
     assert "edited" not in wrong.output
     assert run("init").exit_code == 10
+
+
+def test_tokens_create_prints_the_token_once_list_names_it_and_revoke_ends_it(run, province) -> None:  # type: ignore[no-untyped-def]
+    made = run("tokens", "create", "tnh", "--name", "one-stop shop", "--expires", "2030-01-31")
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip().splitlines()[0]
+    assert secret.startswith("qmsf_")
+    listed = run("tokens", "list")
+    assert listed.exit_code == 0 and secret[:12] in listed.output and secret not in listed.output and "one-stop shop" in listed.output
+    assert "active" in listed.output
+    token_id = listed.output.split()[0]
+    assert run("tokens", "revoke", token_id).exit_code == 0
+    assert "revoked" in run("tokens", "list", "--user", "tnh").output
+    assert run("tokens", "create", "nobody").exit_code == 4
+    assert run("tokens", "create", "tnh", "--expires", "2001-01-01").exit_code == 2

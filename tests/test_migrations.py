@@ -63,3 +63,20 @@ def test_0008_downgrades_and_upgrades_again(tmp_path: Path) -> None:
     upgrade(db)
     assert {"session_epoch", "must_change_password"} <= {c["name"] for c in inspect(db.engine).get_columns("users")}
     db.dispose()
+
+
+NEW_IN_0010 = {"api_tokens", "idempotency_keys", "api_rate_windows"}
+
+
+def test_0010_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    db = Database(make_engine(f"sqlite:///{tmp_path / 'migrations.sqlite3'}"))
+    upgrade(db)
+    assert NEW_IN_0010 <= set(inspect(db.engine).get_table_names())
+    cfg = alembic_config(db)
+    with db.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0008")
+    assert not NEW_IN_0010 & set(inspect(db.engine).get_table_names())
+    upgrade(db)
+    assert NEW_IN_0010 <= set(inspect(db.engine).get_table_names())
+    db.dispose()

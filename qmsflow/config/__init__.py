@@ -74,6 +74,17 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The JSON API (qmsflow/web/api, docs/api.md)."""
+
+    # Requests one token may make per minute, counted in the database (so across every web
+    # process); 0: no limit.
+    rate_limit_per_minute: int = 600
+    # How long an Idempotency-Key's answer is kept (at least 24 hours).
+    idempotency_hours: int = 48
+
+
+@dataclass(frozen=True)
 class HistorySettings:
     """The history keyring besides the current key (``history_key``): its id and the retired keys."""
 
@@ -99,6 +110,7 @@ class Settings:
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     web: WebSettings = field(default_factory=WebSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     def keyring(self) -> Keyring:
         """Return the history keyring; raise ConfigurationError naming the setting that is wrong."""
@@ -203,7 +215,12 @@ def load_settings(
         evidence=EvidenceSettings(**raw["evidence"]),
         history=HistorySettings(**raw["history"]),
         web=WebSettings(**raw["web"]),
+        api=ApiSettings(**raw["api"]),
     )
+    if settings.api.rate_limit_per_minute < 0:
+        raise ConfigurationError("QMSFLOW_API_RATE_LIMIT_PER_MINUTE ([api] rate_limit_per_minute) must be 0 (no limit) or more")
+    if settings.api.idempotency_hours < 24:
+        raise ConfigurationError("QMSFLOW_API_IDEMPOTENCY_HOURS ([api] idempotency_hours) must be at least 24")
     for name in ("batch_size", "route_batches_per_cycle", "replan_batch_size"):
         if getattr(settings.scheduler, name) < 1:  # zero would route or re-plan nothing, for ever
             raise ConfigurationError(f"QMSFLOW_SCHEDULER_{name.upper()} ([scheduler] {name}) must be at least 1")
@@ -305,6 +322,7 @@ __all__ = [
     "Settings",
     "SchedulerSettings",
     "SmtpSettings",
+    "ApiSettings",
     "WebSettings",
     "ensure_instance",
     "load_settings",

@@ -351,6 +351,47 @@ class TooManyAttempts(QmsflowError):
         super().__init__(f"too many failed sign-ins for this {by}: try again after {until.isoformat()}")
 
 
+
+class InvalidToken(QmsflowError):
+    """An API bearer token that is unknown, revoked, expired or whose user is deactivated.
+
+    The four are reported alike (one reason, ``why``, for the log only), so a caller learns nothing
+    about tokens it does not hold.
+
+    Attributes:
+        why: "unknown", "revoked", "expired" or "inactive_user".
+    """
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"the bearer token is not valid ({why})")
+
+
+class RateLimited(QmsflowError):
+    """A token made more requests in the current minute than the rate limit allows.
+
+    Attributes:
+        limit: requests allowed per minute.
+        retry_after: seconds until the next minute begins.
+    """
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(f"more than {limit} requests in a minute: try again in {retry_after} s")
+
+
+class IdempotencyInFlight(QmsflowError):
+    """A request with this Idempotency-Key is still being answered; retry once it has been.
+
+    Attributes:
+        key: the Idempotency-Key.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"a request with Idempotency-Key {key!r} is still running: retry in a moment")
+
 __all__ = [
     "CalendarMismatch",
     "ConditionError",
@@ -363,12 +404,15 @@ __all__ = [
     "FieldProblem",
     "FormStale",
     "GuardFailed",
+    "IdempotencyInFlight",
+    "InvalidToken",
     "InvalidTransition",
     "NotFound",
     "NotPermitted",
     "PERIOD_CONSTRAINTS",
     "PeriodOverlap",
     "QmsflowError",
+    "RateLimited",
     "StaleVersion",
     "TooManyAttempts",
     "ValidationFailed",

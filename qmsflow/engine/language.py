@@ -151,6 +151,11 @@ PROBLEMS: dict[str, str] = {
     "data_item": N_("{item}: use key=value or a JSON object"),
     "no_workflow": N_("no workflow {value}; known: {known}"),
     "no_state": N_("no state {value}; known: {known}"),
+    # the JSON API (qmsflow/engine/tokens.py, idempotency.py, qmsflow/web/api)
+    "expiry_passed": N_("must be after now ({now})"),
+    "idempotency_key": N_("1 to 255 printable ASCII characters"),
+    "idempotency_reused": N_("this Idempotency-Key was first used with another request"),
+    "not_an_integer_list": N_("must be a list of whole numbers"),
 }
 
 # Errors other than field problems, by class name: their typed attributes are the parameters.

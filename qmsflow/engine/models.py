@@ -610,11 +610,73 @@ class AdminLogHead(Base):
     head: Mapped[str] = mapped_column(String(64))
 
 
+class ApiToken(Base):
+    """A bearer token for the JSON API, stored as its SHA-256 only (0010, qmsflow/engine/tokens.py).
+
+    It acts as its user, with the user's role and scope; it stops working when revoked, when it
+    expires, or when the user is deactivated. ``prefix`` is the token's first characters, so a list
+    can name a token without holding it.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class IdempotencyKey(Base):
+    """One ``Idempotency-Key`` of one token: the request it was first sent with and, once done, the answer (0010).
+
+    ``state`` is ``running`` from the first request until its answer is stored (``done``); a running
+    row whose lease has passed was left by a process that died and may be taken over.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("token_id", "key"),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # running | done
+    status: Mapped[int | None] = mapped_column(Integer)
+    headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiRateWindow(Base):
+    """How many requests one token made in one minute (0010): the rate limit holds across processes."""
+
+    __tablename__ = "api_rate_windows"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 __all__ = [
     "expire_after_savepoint_rollback",
     "keep_in_step",
     "AdminLogEntry",
     "AdminLogHead",
+    "ApiRateWindow",
+    "ApiToken",
     "Base",
     "CalendarDay",
     "Case",
@@ -623,6 +685,7 @@ __all__ = [
     "EvidenceUpload",
     "HistoryEntry",
     "HistoryKeyRecord",
+    "IdempotencyKey",
     "InboxItem",
     "Meta",
     "Notification",

@@ -28,7 +28,7 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import admin_log, auth, cases, errors, inbox, mywork, opening, unit_import, users
+    from . import admin_log, auth, cases, errors, inbox, mywork, opening, tokens, unit_import, users
 
     return [
         errors.bp,
@@ -38,6 +38,7 @@ def _blueprints() -> list[Blueprint]:
         inbox.bp,
         opening.bp,
         users.bp,
+        tokens.bp,
         admin_log.bp,
         unit_import.bp,
     ]
@@ -74,12 +75,15 @@ def create_app(
     app.extensions["qmsflow"] = WebServices(settings=settings, db=database, rt=rt)
 
     i18n.init_app(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     security.init_app(app, settings.web)
     access.init_app(app)
     layout.init_app(app)
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
+    from . import api
+
+    api.init_app(app, csrf)  # /api/v1: bearer tokens only, no session, no CSRF (docs/api.md)
 
     @app.get("/healthz")
     @access.public

@@ -140,6 +140,8 @@ def _now() -> datetime:
 def load_user() -> Any:
     """Before each request: set ``g.user`` from the session, ending a session that is over."""
     g.user = None
+    if request.blueprint == "api" or request.path.startswith("/api/"):
+        return None  # the JSON API is bearer only: it neither reads nor refreshes a session cookie
     uid = session.get("uid")
     if uid is None or request.endpoint == "static":
         return None

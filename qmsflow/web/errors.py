@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -57,9 +57,13 @@ def csrf_refused(error: CSRFError) -> tuple[str, int]:
 
 @bp.app_errorhandler(HTTPException)
 def http_error(error: HTTPException) -> Any:
-    """Every HTTP error as a page in the layout."""
+    """Every HTTP error as a page in the layout (under /api/, as a problem document)."""
     if error.code is None or error.code < 400:
         return error
+    if request.path.startswith("/api/"):
+        from .api import http_problem
+
+        return http_problem(error)
     return render_error(error.code if error.code in _titles() else 400 if error.code < 500 else 500)
 
 
@@ -99,6 +103,10 @@ def database_trouble(error: QmsflowError) -> tuple[str, int]:
 def unexpected(error: Exception) -> tuple[str, int]:
     """Anything else: logged with its traceback, shown as a 500 page."""
     log.exception("unexpected error", exc_info=error)
+    if request.path.startswith("/api/"):
+        from .api.problems import Problem
+
+        return Problem("internal").response(request.path)  # type: ignore[return-value]
     return render_error(500)
 
 

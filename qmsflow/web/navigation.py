@@ -35,6 +35,7 @@ ENTRIES: list[Entry] = [
     Entry("home.index", _l("Trang chính"), _everyone),
     Entry("inbox.index", _l("Hộp thư"), _everyone),
     Entry("users.index", _l("Người dùng"), _user_admin),
+    Entry("tokens.index", _l("Mã truy cập API"), _everyone),
     Entry("admin_log.index", _l("Nhật ký quản trị"), _user_admin),
 ]
 

@@ -105,4 +105,5 @@ def signed_in(app: Flask, people: dict[str, str]) -> Callable[[str], FlaskClient
 
 
 # The case pages' cases, files and notice (web-cases), for the route matrix and the browser checks.
+from tests.web.api_support import tokens  # noqa: E402, F401  (a bearer token per user, for the API tests)
 from tests.web.cases_support import world  # noqa: E402, F401

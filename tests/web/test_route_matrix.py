@@ -89,6 +89,28 @@ MATRIX: list[tuple[str, str, str, dict[str, int]]] = [
     ("/cases/new/corrective-action", "POST", "/cases/new/corrective-action", _row(403, anonymous=302, mustchange=302, admin=400, lead=400)),
     ("/cases/new/lifecycle", "GET", "/cases/new/lifecycle", _row(403, anonymous=302, mustchange=302, admin=200, lead=200)),
     ("/cases/new/lifecycle", "POST", "/cases/new/lifecycle", _row(403, anonymous=302, mustchange=302, admin=400, lead=400)),
+    # API tokens: everyone manages their own (an empty form makes one, shown once); someone else's is not found
+    ("/tokens/", "GET", "/tokens/", _row(200, anonymous=302, mustchange=302)),
+    ("/tokens/", "POST", "/tokens/", _row(200, anonymous=302, mustchange=302)),
+    ("/tokens/<int:token_id>/revoke", "POST", "/tokens/999999/revoke", _row(404, anonymous=302, mustchange=302)),
+    # The JSON API is bearer only: a signed-in browser's session cookie gets it nowhere (tests/web/test_api_matrix.py)
+    ("/api/v1/units", "GET", "/api/v1/units", _row(401)),
+    ("/api/v1/units", "POST", "/api/v1/units", _row(401)),
+    ("/api/v1/units/<int:unit_id>", "GET", "/api/v1/units/1", _row(401)),
+    ("/api/v1/units/<int:unit_id>", "PATCH", "/api/v1/units/1", _row(401)),
+    ("/api/v1/cases", "GET", "/api/v1/cases", _row(401)),
+    ("/api/v1/cases", "POST", "/api/v1/cases", _row(401)),
+    ("/api/v1/cases/<int:case_id>", "GET", "/api/v1/cases/{case}", _row(401)),
+    ("/api/v1/cases/<int:case_id>/events", "POST", "/api/v1/cases/{case}/events", _row(401)),
+    ("/api/v1/cases/<int:case_id>/history", "GET", "/api/v1/cases/{case}/history", _row(401)),
+    ("/api/v1/evidence", "POST", "/api/v1/evidence", _row(401)),
+    ("/api/v1/evidence/<int:attachment_id>", "GET", "/api/v1/evidence/{attachment}", _row(401)),
+    ("/api/v1/timers", "GET", "/api/v1/timers", _row(401)),
+    ("/api/v1/escalations", "GET", "/api/v1/escalations", _row(401)),
+    ("/api/v1/notifications", "GET", "/api/v1/notifications", _row(401)),
+    ("/api/v1/notifications/read", "POST", "/api/v1/notifications/read", _row(401)),
+    ("/api/v1/openapi.json", "GET", "/api/v1/openapi.json", _row(200)),
+    ("/api/v1/docs", "GET", "/api/v1/docs", _row(200)),
     ("/sign-out", "POST", "/sign-out", _row(302)),
 ]
 
@@ -116,6 +138,8 @@ def test_each_role_gets_the_status_its_column_says(
         url = path.format(target=target, **asdict(world))
         if method == "GET":
             response = client.get(url)
+        elif method == "PATCH":
+            response = client.patch(url, data={"csrf_token": token(client, "/sign-in")})
         else:
             response = client.post(url, data={"csrf_token": token(client, "/sign-in")})
         got[(method, url)] = (response.status_code, expected[role])
