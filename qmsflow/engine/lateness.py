@@ -130,13 +130,17 @@ def responsible_unit(registry: Registry, on: date) -> ColumnElement[int]:
     return case(*whens, else_=Case.unit_id)
 
 
-def escalation_rank(registry: Registry) -> ColumnElement[int]:
-    """SQL over Case and Timer: the rank (TARGET_RANK) of the highest level fired on the timer; 0 for none."""
+def escalation_rank(registry: Registry, level_column: ColumnElement[int] | None = None) -> ColumnElement[int]:
+    """SQL over Case and Timer: the rank (TARGET_RANK) of the highest level fired on the timer; 0 for none.
+
+    ``level_column`` replaces ``Timer.level`` (the province's view as of a date gives the level fired then).
+    """
+    fired = Timer.level.expression if level_column is None else level_column
     whens: list[tuple[ColumnElement[bool], int]] = []
     for definition in registry.definitions():
         for key in timer_keys(definition):
             for level, rung in enumerate(definition.ladder(key), start=1):
-                whens.append((and_(_is_timer(definition, key), Timer.level == level), TARGET_RANK[rung.target]))
+                whens.append((and_(_is_timer(definition, key), fired == level), TARGET_RANK[rung.target]))
     if not whens:
         return literal(0)
     return case(*whens, else_=0)

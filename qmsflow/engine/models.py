@@ -205,6 +205,8 @@ class UnitVersion(Base):
     name: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     is_lead: Mapped[bool] = mapped_column(Boolean, default=False)
+    # name and code folded (qmsflow/engine/unitsearch.py, 0009), written by its hook on every ORM write
+    search_folded: Mapped[str] = mapped_column(String(300), default="", server_default="")
 
     def valid_on(self, day: date) -> bool:
         """Return whether this version holds on ``day``."""
@@ -212,6 +214,29 @@ class UnitVersion(Base):
 
     def __repr__(self) -> str:
         return f"<UnitVersion {self.unit_id} {self.code} {self.name!r} {self.valid_from}..{self.valid_to}>"
+
+
+# Code-point order on PostgreSQL, so a prefix is an index range whatever the database's collation.
+_Word = String(64).with_variant(String(64, collation="C"), "postgresql")
+
+
+class UnitSearchWord(Base):
+    """One word of a unit version's name or code, folded and marked, for prefix search (0009).
+
+    Written by qmsflow/engine/unitsearch.py whenever a version is written; searched by index range.
+    """
+
+    __tablename__ = "unit_search_words"
+    __table_args__ = (
+        Index("ix_unit_search_words_folded", "folded", "unit_version_id"),
+        Index("ix_unit_search_words_marked", "marked_base", "tone", "unit_version_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_version_id: Mapped[int] = mapped_column(ForeignKey("unit_versions.id", ondelete="CASCADE"), index=True)
+    folded: Mapped[str] = mapped_column(_Word)
+    marked_base: Mapped[str] = mapped_column(_Word)
+    tone: Mapped[str] = mapped_column(String(8), default="")
 
 
 class UnitSuccession(Base):
@@ -697,6 +722,7 @@ __all__ = [
     "TimerFiring",
     "Unit",
     "UnitParent",
+    "UnitSearchWord",
     "UnitSuccession",
     "UnitVersion",
     "User",

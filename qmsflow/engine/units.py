@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Date, Select, and_, cast, func, literal, n
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import adminlog
+from . import adminlog, unitsearch  # noqa: F401  (unitsearch's hooks keep every version's search words in step)
 from .definitions import Target
 from .errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from .models import Contact, Unit, UnitParent, UnitSuccession, UnitVersion

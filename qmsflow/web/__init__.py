@@ -28,7 +28,7 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import admin_log, auth, cases, errors, inbox, mywork, opening, tokens, unit_import, users
+    from . import admin_log, auth, cases, dashboard, errors, inbox, mywork, opening, tokens, unit_import, units, users
 
     return [
         errors.bp,
@@ -41,6 +41,8 @@ def _blueprints() -> list[Blueprint]:
         tokens.bp,
         admin_log.bp,
         unit_import.bp,
+        dashboard.bp,
+        units.bp,
     ]
 
 

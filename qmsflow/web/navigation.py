@@ -33,6 +33,8 @@ def _user_admin(user: CurrentUser) -> bool:
 ENTRIES: list[Entry] = [
     Entry("mywork.index", _l("Việc của tôi"), _everyone),
     Entry("home.index", _l("Trang chính"), _everyone),
+    Entry("dashboard.index", _l("Tổng quan"), _everyone),  # scoped by the engine: province, subtree or own unit
+    Entry("units.index", _l("Đơn vị"), _everyone),
     Entry("inbox.index", _l("Hộp thư"), _everyone),
     Entry("users.index", _l("Người dùng"), _user_admin),
     Entry("tokens.index", _l("Mã truy cập API"), _everyone),

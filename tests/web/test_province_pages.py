@@ -1,0 +1,70 @@
+"""The dashboard and the units list: scope, the folded search, bad filters, and exports that are the list."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from datetime import date
+
+import pytest
+from flask.testing import FlaskClient
+from openpyxl import load_workbook
+
+from qmsflow.engine import SYSTEM, Database, Runtime
+from qmsflow.engine.units import create_unit
+from qmsflow.web.units import safe_cell
+from tests.conftest import Province
+
+HOSTILE = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "Trường THCS Long Xuyên"]
+
+
+@pytest.fixture
+def hostile(db: Database, rt: Runtime, province: Province) -> None:
+    with db.write() as session:
+        for n, name in enumerate(HOSTILE):
+            create_unit(
+                session, code=f"H{n}", name=name, kind="lower_secondary_school", valid_from=date(2025, 7, 1),
+                parent=session.merge(province.units["30301"]), rt=rt, actor=SYSTEM,
+            )
+
+
+def test_safe_cell() -> None:
+    assert [safe_cell(v) for v in ("=1", "+1", "-1", "@a", "\tx", "ok", 3)] == ["'=1", "'+1", "'-1", "'@a", "'\tx", "ok", 3]
+
+
+def test_search_folds_and_the_exports_hold_exactly_the_list(signed_in: Callable[[str], FlaskClient], hostile: None) -> None:
+    lead = signed_in("lead")
+    page = lead.get("/units?q=long+xuyen").get_data(as_text=True)
+    assert "Trường THCS Long Xuyên" in page and "1 đơn vị" in page
+    listed = lead.get("/units?kind=lower_secondary_school").get_data(as_text=True)
+    assert "6 đơn vị" in listed  # THCS-MT and the five above
+    raw = lead.get("/units/export.csv?kind=lower_secondary_school").get_data()
+    assert raw.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    names = sorted(r[1] for r in rows[1:])
+    assert names == sorted(["Trường THCS Mỹ Thới", *("'" + n if n[0] in "=+-@" else n for n in HOSTILE)])
+    book = load_workbook(io.BytesIO(lead.get("/units/export.xlsx?kind=lower_secondary_school").get_data()), read_only=True)
+    sheet_rows = list(book.active.iter_rows(values_only=True))  # type: ignore[union-attr]
+    assert sorted(r[1] for r in sheet_rows[1:]) == names
+    assert all(isinstance(r[9], type(sheet_rows[1][9])) for r in sheet_rows[1:]) and hasattr(sheet_rows[1][9], "year")
+
+
+def test_a_unit_officer_sees_its_own_unit_and_a_supervisor_its_subtree(signed_in: Callable[[str], FlaskClient], hostile: None) -> None:
+    assert "1 đơn vị" in signed_in("tnh").get("/units").get_data(as_text=True)
+    assert "Long Xuyên" not in signed_in("gddt").get("/units?q=long").get_data(as_text=True)
+
+
+def test_a_bad_filter_is_named_with_a_400(signed_in: Callable[[str], FlaskClient]) -> None:
+    response = signed_in("lead").get("/units?stage=nowhere&as_of=31-12-2025")
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert "stage" in text and "as_of" in text and "Traceback" not in text
+
+
+def test_the_dashboard_links_each_figure_to_its_list(signed_in: Callable[[str], FlaskClient], hostile: None) -> None:
+    lead = signed_in("lead")
+    page = lead.get("/dashboard").get_data(as_text=True)
+    assert "/units?stage=none" in page and "tính đến" in page
+    assert lead.get("/dashboard?as_of=2025-06-30").status_code == 200
+    assert lead.get("/dashboard?as_of=nonsense").status_code == 400
