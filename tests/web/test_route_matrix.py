@@ -86,6 +86,11 @@ MATRIX: list[tuple[str, str, str, dict[str, int]]] = [
     ("/cases/new/corrective-action", "POST", "/cases/new/corrective-action", _row(403, anonymous=302, mustchange=302, admin=400, lead=400)),
     ("/cases/new/lifecycle", "GET", "/cases/new/lifecycle", _row(403, anonymous=302, mustchange=302, admin=200, lead=200)),
     ("/cases/new/lifecycle", "POST", "/cases/new/lifecycle", _row(403, anonymous=302, mustchange=302, admin=400, lead=400)),
+    # The unit page (prov-admin): {unit} is THPT-TNH (tnh's, under gddt); {other_unit} THCS-MT, outside both: 404
+    ("/units/<int:unit_id>", "GET", "/units/{unit}", _row(200, anonymous=302, mustchange=302)),
+    ("/units/<int:unit_id>", "GET", "/units/{other_unit}", _row(200, anonymous=302, mustchange=302, gddt=404, tnh=404)),
+    # Escalations: the lead (all), supervisors (theirs), administrators and viewers; not a unit officer's page
+    ("/escalations", "GET", "/escalations", _row(200, anonymous=302, mustchange=302, tnh=403)),
     ("/sign-out", "POST", "/sign-out", _row(302)),
 ]
 
