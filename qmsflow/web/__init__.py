@@ -28,7 +28,7 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import admin_log, auth, cases, errors, escalations, inbox, mywork, opening, unit_page, users
+    from . import admin_log, auth, cases, errors, escalations, inbox, mywork, opening, unit_page, units_admin, users
 
     return [
         errors.bp,
@@ -41,6 +41,7 @@ def _blueprints() -> list[Blueprint]:
         admin_log.bp,
         unit_page.bp,
         escalations.bp,
+        units_admin.bp,
     ]
 
 
