@@ -70,6 +70,8 @@ PROBLEMS: dict[str, str] = {
     "after_valid_from": N_("must be after valid_from"),
     "unit_absent_on": N_("the unit does not exist on {day}"),
     "unit_life": N_("the unit exists from {start} to {end}"),
+    "no_override": N_("{day} has no override to remove"),
+    "override_exists": N_("{day} already has an override: remove it first"),
     "unit_has_open_cases": N_("the unit still has {count} open cases: close or withdraw them first"),
     "no_unit_on": N_("no unit {unit} exists on {day}"),
     "no_unit_before": N_("no unit {unit} exists on the day before {day}"),

@@ -106,6 +106,10 @@ MATRIX: list[tuple[str, str, str, dict[str, int]]] = [
     ("/admin/units/<int:unit_id>/parent", "POST", "/admin/units/{unit}/parent", _unit_admins(400)),
     ("/admin/units/<int:unit_id>/end", "GET", "/admin/units/{unit}/end", _unit_admins(200)),
     ("/admin/units/<int:unit_id>/end", "POST", "/admin/units/{unit}/end", _unit_admins(400)),
+    # Calendar overrides (prov-admin): the administrator's; an empty form is refused on the page (400)
+    ("/admin/calendar/", "GET", "/admin/calendar/", _admin_only(200)),
+    ("/admin/calendar/preview", "POST", "/admin/calendar/preview", _admin_only(400)),
+    ("/admin/calendar/apply", "POST", "/admin/calendar/apply", _admin_only(400)),
     ("/sign-out", "POST", "/sign-out", _row(302)),
 ]
 
