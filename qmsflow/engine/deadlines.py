@@ -65,7 +65,7 @@ def working_days_left(calendar: WorkingCalendar, today: date, due: date) -> int:
 
 
 def _deadlines(session: Session, rt: Runtime, actor: Actor, *, case_id: int | None, due_before: datetime | None,
-               limit: int, language: str | None) -> list[Deadline]:
+               limit: int, language: str | None, unit_id: int | None = None) -> list[Deadline]:
     now = rt.clock.now()
     today = local_date(now)
     language = language or rt.language
@@ -84,6 +84,8 @@ def _deadlines(session: Session, rt: Runtime, actor: Actor, *, case_id: int | No
     )
     if case_id is not None:
         query = query.where(Timer.case_id == case_id)
+    if unit_id is not None:
+        query = query.where(Case.unit_id == unit_id)
     if due_before is not None:
         query = query.where(Timer.next_at < due_before)
     out = []
@@ -116,6 +118,13 @@ def case_deadlines(
     return _deadlines(session, rt, actor, case_id=case.id, due_before=None, limit=MAX_DEADLINES, language=language)
 
 
+def unit_deadlines(
+    session: Session, rt: Runtime, actor: Actor, unit_id: int, *, language: str | None = None
+) -> list[Deadline]:
+    """Return the pending deadlines of every case of ``unit_id`` the actor sees, next step first (one statement)."""
+    return _deadlines(session, rt, actor, case_id=None, due_before=None, limit=MAX_DEADLINES, language=language, unit_id=unit_id)
+
+
 def upcoming_deadlines(
     session: Session,
     rt: Runtime,
@@ -136,4 +145,4 @@ def upcoming_deadlines(
     return _deadlines(session, rt, actor, case_id=None, due_before=due_before, limit=limit, language=language)
 
 
-__all__ = ["Deadline", "case_deadlines", "upcoming_deadlines", "working_days_left"]
+__all__ = ["Deadline", "case_deadlines", "unit_deadlines", "upcoming_deadlines", "working_days_left"]

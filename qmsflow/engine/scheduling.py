@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import time
 from time import monotonic  # how long a cycle took, never what time it is (that is rt.clock)
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -68,6 +69,8 @@ class SchedulerService:
     cycles: int = 0
     _scheduler: BaseScheduler | None = None
     _overran: bool = False
+    _follower: Any = None
+    _started_on: str | None = None  # the calendar fingerprint of this process's first successful sweep
 
     def run_once(self) -> Cycle:
         """Sweep due timers, route the outbox, send due email; the unit of work each wake-up runs.
@@ -82,10 +85,15 @@ class SchedulerService:
         try:
             report = sweep(self.db, self.rt, now, batch_size=self.batch_size, worker=self.worker)
         except CalendarMismatch as exc:
+            # an administrator changed the stored calendar: follow it and sweep on it (engine/calendar_admin.py)
             report = SweepReport()
             cycle = Cycle(sweep=report, refused=exc)
+            if self._follow_calendar():
+                report = sweep(self.db, self.rt, now, batch_size=self.batch_size, worker=self.worker)
+                cycle = Cycle(sweep=report)
         else:
             cycle = Cycle(sweep=report)
+            self._started_on = self._started_on or self.rt.calendar.fingerprint()
         cycle.routed = route(self.db, now, self.mail, batch_size=self.batch_size, max_batches=self.route_batches_per_cycle,
             language=self.rt.language,
         )
@@ -98,6 +106,16 @@ class SchedulerService:
         if self.exit_when_idle and not report.fired and not report.failed_cases and self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         return cycle
+
+    def _follow_calendar(self) -> bool:
+        """Reload the stored calendar if this process was on it before it changed; whether it did."""
+        from .calendar_admin import CalendarFollower
+
+        if self._follower is None:
+            self._follower = CalendarFollower(self.rt)
+            self._follower.agreed = self._started_on
+        with self.db.read() as session:
+            return self._follower.sync(session)
 
     def _note_duration(self, seconds: float) -> None:
         """Say once that cycles outlast the interval (the next wake-ups are coalesced), and once when they no longer do."""

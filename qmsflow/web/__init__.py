@@ -28,7 +28,24 @@ UPLOAD_OVERHEAD = 1024 * 1024  # the form fields around the largest evidence fil
 
 def _blueprints() -> list[Blueprint]:
     """The features, one blueprint each (imported here, so ``import qmsflow.web`` stays light)."""
-    from . import admin_log, auth, cases, dashboard, errors, inbox, mywork, opening, tokens, unit_import, units, users
+    from . import (
+        admin_log,
+        auth,
+        calendar_admin,
+        cases,
+        dashboard,
+        errors,
+        escalations,
+        inbox,
+        mywork,
+        opening,
+        tokens,
+        unit_import,
+        unit_page,
+        units,
+        units_admin,
+        users,
+    )
 
     return [
         errors.bp,
@@ -43,7 +60,29 @@ def _blueprints() -> list[Blueprint]:
         unit_import.bp,
         dashboard.bp,
         units.bp,
+        unit_page.bp,
+        escalations.bp,
+        units_admin.bp,
+        calendar_admin.bp,
     ]
+
+
+def _follow_the_stored_calendar(app: Flask, database: Database, rt: Runtime) -> None:
+    """Keep this process on the stored calendar after an administrator changes it (engine/calendar_admin.py).
+
+    The stored fingerprint is read at most every ten seconds (by the runtime's clock), one statement.
+    """
+    from ..engine.calendar_admin import CalendarFollower
+
+    follower = CalendarFollower(rt)
+    with database.read() as session:
+        follower.sync(session)
+
+    @app.before_request
+    def follow_calendar() -> None:
+        if follower.due(rt.clock.now()):
+            with database.read() as session:
+                follower.sync(session)
 
 
 def create_app(
@@ -83,6 +122,8 @@ def create_app(
     layout.init_app(app)
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
+    _follow_the_stored_calendar(app, database, rt)
+
     from . import api
 
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, no session, no CSRF (docs/api.md)

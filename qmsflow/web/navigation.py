@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flask import current_app, request, url_for
 from flask_babel import lazy_gettext as _l
 
+from ..engine.escalations import may_read_escalations
 from ..engine.permissions import AdminArea, may_administer
 from .access import CurrentUser
 
@@ -30,12 +31,17 @@ def _user_admin(user: CurrentUser) -> bool:
     return may_administer(user.actor, AdminArea.USERS)
 
 
+def _escalation_reader(user: CurrentUser) -> bool:
+    return may_read_escalations(user.actor)
+
+
 ENTRIES: list[Entry] = [
     Entry("mywork.index", _l("Việc của tôi"), _everyone),
     Entry("home.index", _l("Trang chính"), _everyone),
     Entry("dashboard.index", _l("Tổng quan"), _everyone),  # scoped by the engine: province, subtree or own unit
     Entry("units.index", _l("Đơn vị"), _everyone),
     Entry("inbox.index", _l("Hộp thư"), _everyone),
+    Entry("escalations.index", _l("Chuyển cấp"), _escalation_reader),
     Entry("users.index", _l("Người dùng"), _user_admin),
     Entry("tokens.index", _l("Mã truy cập API"), _everyone),
     Entry("admin_log.index", _l("Nhật ký quản trị"), _user_admin),

@@ -16,7 +16,7 @@ from tests.web.cases_support import pdf_bytes
 
 
 def demo_case_ids(server: Server) -> dict[str, int]:
-    """``case``, ``other_case``, ``attachment``, ``other_attachment`` and ``item`` in the served demo."""
+    """``case``, ``other_case``, ``attachment``, ``other_attachment``, ``item`` and the two cases' units in the served demo."""
     assert server.settings is not None
     rt = build_runtime(server.settings, server.clock)
     store = evidence_store(server.settings)
@@ -48,4 +48,4 @@ def demo_case_ids(server: Server) -> dict[str, int]:
             .join(User, User.id == InboxItem.user_id).where(User.username == "thcsmt.iso").limit(1)
         )
         return {"case": mine.id, "other_case": other.id, "attachment": upload.id, "other_attachment": other_upload.id,
-                "item": item or 0}
+                "item": item or 0, "unit": mine.unit_id, "other_unit": other.unit_id}

@@ -37,6 +37,8 @@ class World:
     attachment: int  # a file on ``case``
     other_attachment: int  # a file on ``other_case``
     item: int  # an inbox item of tnh's about ``case``
+    unit: int  # ``case``'s unit (THPT-TNH): tnh's, under gddt
+    other_unit: int  # ``other_case``'s unit (THCS-MT): outside tnh's and gddt's scope
 
 
 def make_world(db: Database, rt: Runtime, province: Province, store: EvidenceStore) -> World:
@@ -64,7 +66,7 @@ def make_world(db: Database, rt: Runtime, province: Province, store: EvidenceSto
         item = InboxItem(notification_id=note.id, user_id=user_id, created_at=rt.clock.now())
         session.add(item)
         session.flush()
-        return World(case.id, other.id, ids[0], ids[1], item.id)
+        return World(case.id, other.id, ids[0], ids[1], item.id, case.unit_id, other.unit_id)
 
 
 def app_store(app: Flask) -> EvidenceStore:

@@ -35,6 +35,11 @@ def _row(default: int, **overrides: int) -> dict[str, int]:
     return {role: overrides.get(role, default) for role in ROLES}
 
 
+def _unit_admins(status: int) -> dict[str, int]:
+    """The register of units is the lead unit's work as well as the administrator's."""
+    return {A: 302, M: 302, AD: status, L: status, S: 403, U: 403, V: 403}
+
+
 def _admin_only(admin: int, anonymous: int = 302, mustchange: int = 302) -> dict[str, int]:
     return {A: anonymous, M: mustchange, AD: admin, L: 403, S: 403, U: 403, V: 403}
 
@@ -119,6 +124,25 @@ MATRIX: list[tuple[str, str, str, dict[str, int]]] = [
     ("/units", "GET", "/units?q=long+xuyen&late=1&as_of=2026-01-31", _row(200, anonymous=302, mustchange=302)),
     ("/units/export.csv", "GET", "/units/export.csv", _row(200, anonymous=302, mustchange=302)),
     ("/units/export.xlsx", "GET", "/units/export.xlsx", _row(200, anonymous=302, mustchange=302)),
+    # The unit page (prov-admin): {unit} is THPT-TNH (tnh's, under gddt); {other_unit} THCS-MT, outside both: 404
+    ("/units/<int:unit_id>", "GET", "/units/{unit}", _row(200, anonymous=302, mustchange=302)),
+    ("/units/<int:unit_id>", "GET", "/units/{other_unit}", _row(200, anonymous=302, mustchange=302, gddt=404, tnh=404)),
+    # Escalations: the lead (all), supervisors (theirs), administrators and viewers; not a unit officer's page
+    ("/escalations", "GET", "/escalations", _row(200, anonymous=302, mustchange=302, tnh=403)),
+    # Administering units (prov-admin): empty forms are refused on the page (400)
+    ("/admin/units/new", "GET", "/admin/units/new", _unit_admins(200)),
+    ("/admin/units/new", "POST", "/admin/units/new", _unit_admins(400)),
+    ("/admin/units/<int:unit_id>", "GET", "/admin/units/{unit}", _unit_admins(200)),
+    ("/admin/units/<int:unit_id>", "POST", "/admin/units/{unit}", _unit_admins(400)),
+    ("/admin/units/<int:unit_id>/contacts/<role>", "POST", "/admin/units/{unit}/contacts/head", _unit_admins(400)),
+    ("/admin/units/<int:unit_id>/parent", "GET", "/admin/units/{unit}/parent", _unit_admins(200)),
+    ("/admin/units/<int:unit_id>/parent", "POST", "/admin/units/{unit}/parent", _unit_admins(400)),
+    ("/admin/units/<int:unit_id>/end", "GET", "/admin/units/{unit}/end", _unit_admins(200)),
+    ("/admin/units/<int:unit_id>/end", "POST", "/admin/units/{unit}/end", _unit_admins(400)),
+    # Calendar overrides (prov-admin): the administrator's; an empty form is refused on the page (400)
+    ("/admin/calendar/", "GET", "/admin/calendar/", _admin_only(200)),
+    ("/admin/calendar/preview", "POST", "/admin/calendar/preview", _admin_only(400)),
+    ("/admin/calendar/apply", "POST", "/admin/calendar/apply", _admin_only(400)),
     ("/sign-out", "POST", "/sign-out", _row(302)),
 ]
 

@@ -6,7 +6,7 @@ revocation and when it was last used; ``idempotency_keys`` the first request and
 ``api_rate_windows`` the requests per token per minute, so the rate limit holds across processes.
 
 Revision ID: 0010_api_tokens
-Revises: 0008
+Revises: 0009_unit_search
 Create Date: 2026-12-03
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 
 revision = "0010_api_tokens"
 # main's sign-in migration has the revision id "0008" (its file is 0008_sign_in.py); the merge re-chains.
-down_revision = "0008"
+down_revision = "0009_unit_search"
 branch_labels = None
 depends_on = None
 
