@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import calendar_store, history, timers
+from . import events as integration_events
 from . import evidence as evidence_files
 from .clock import local_date
 from .definitions import Definition
@@ -211,6 +212,10 @@ def _open_case(
         },
     )
     _enter_state(session, rt, definition, case, now, actor, starts)
+    # Integrators' event rows (qmsflow/engine/events.py): one INSERT, in this savepoint.
+    integration_events.write(session, integration_events.transition_rows(
+        case, now, actor=actor.username, event=None, from_state=None, to_state=case.state, ended=False, attached=attached,
+    ))
     session.flush()
     return case
 
@@ -313,6 +318,11 @@ def _advance(
         data=logged,
         case_values={"state": to_state, "data": merged, "version": case.version + 1, "updated_at": now},
     )
+    # Integrators' event rows (qmsflow/engine/events.py): one INSERT, in this savepoint.
+    integration_events.write(session, integration_events.transition_rows(
+        case, now, actor=actor.username, event=event, from_state=from_state, to_state=to_state,
+        ended=entering is not None and to_state in definition.end_states(), attached=attached,
+    ))
     _fulfil_obligations(session, rt, definition, case, event, to_fulfil, recorded, now, actor)
     _open_event_obligations(session, rt, definition, case, event, starts, now, actor)
     if entering is not None:

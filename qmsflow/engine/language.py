@@ -101,6 +101,11 @@ PROBLEMS: dict[str, str] = {
     "text_length": N_("{low} to {high} characters"),
     "integer_range": N_("an integer from {low} to {high}"),
     "aware_instant": N_("an instant with a UTC offset"),
+    # webhooks (engine/webhooks.py)
+    "bad_url": N_("not an http or https address: {value}"),
+    "host_not_allowed": N_("the host {host} is not in the allowed webhook hosts (webhooks.allowed_hosts)"),
+    "unknown_event_type": N_("unknown event type {value}; one of {choices}"),
+    "unknown_user": N_("no active user {value}"),
     "bad_cursor": N_("not a cursor of this list; start again from the first page"),
     "item_ids": N_("1 to {n} inbox item ids"),
     # evidence files (engine/evidence.py)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     ColumnElement,
@@ -605,6 +606,88 @@ class ReorganisationOperation(Base):
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(64))
     backdated: Mapped[bool] = mapped_column(Boolean, default=False)
+class Event(Base):
+    """One occurrence integrators hear of (qmsflow/engine/events.py): written in the transaction of what it reports.
+
+    ``txid`` is the writing transaction's id on PostgreSQL (a server default, migration 0011), so the
+    feed can hold back rows that a transaction still open might precede; SQLite leaves it empty.
+    ``dispatched_at`` is set once the webhook dispatcher has fanned the event out to subscriptions.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index(
+            "ix_events_undispatched", "id",
+            sqlite_where=text("dispatched_at IS NULL"), postgresql_where=text("dispatched_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    data: Mapped[dict[str, Any]] = mapped_column(JsonData, default=dict)
+    txid: Mapped[int | None] = mapped_column(BigInteger)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookSubscription(Base):
+    """A URL that hears of some event types, seeing them as one user would (qmsflow/engine/webhooks.py)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[str]] = mapped_column(JsonData)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # whsec_<base64>: the HMAC key of the signatures; the previous one also signs until previous_until
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # active | disabled | unsubscribed
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: its signed body, sent at least once, retried with backoff."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)  # the webhook-id header, the same on every try
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed | gone
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: when, the HTTP status (None: no answer) and the error."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class AdminLogEntry(Base):
@@ -707,6 +790,7 @@ __all__ = [
     "Case",
     "Contact",
     "EmailMessage",
+    "Event",
     "EvidenceUpload",
     "HistoryEntry",
     "HistoryKeyRecord",
@@ -726,4 +810,7 @@ __all__ = [
     "UnitSuccession",
     "UnitVersion",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

@@ -29,6 +29,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from . import calendar_store, history
+from . import events as integration_events
 from .db import Database
 from .errors import ConfigurationError
 from .models import Case, Timer, keep_in_step
@@ -152,6 +153,7 @@ def replan_batch(
         writes: list[dict[str, Any]] = []
         notes = history.HistoryBatch()
         moved: list[MovedDeadline] = []
+        changes: list[dict[str, Any]] = []  # integrators' event rows (engine/events.py)
         for timer in session.scalars(timers_query):
             case = cases[timer.case_id]
             values = replanned(timer, rt.registry.get(case.workflow, case.workflow_version), rt.calendar)
@@ -165,9 +167,13 @@ def replan_batch(
                 data={"timer": timer.name, "from": old.isoformat(), "to": values["due_date"].isoformat(), "reason": "calendar"},
             )
             moved.append(MovedDeadline(timer.id, timer.case_id, timer.name, old, values["due_date"]))
+            changes.append(integration_events.row(case, integration_events.DEADLINE_MOVED, now, {
+                "timer": timer.name, "from": old.isoformat(), "to": values["due_date"].isoformat(), "reason": "calendar",
+            }))
         if writes:
             session.execute(_UPDATE_TIMER, writes)
             notes.write(session)
+            integration_events.write(session, changes)
     return moved, max(cases) if len(cases) == limit else None
 
 

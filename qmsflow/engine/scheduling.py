@@ -1,6 +1,6 @@
 """APScheduler drives the sweep; it never holds the truth (timers are rows). The only APScheduler import.
 
-Jobs: the sweep with outbox routing and email sending, every ``interval_seconds`` (one run at a time,
+Jobs: the sweep with outbox routing, email sending and the webhook dispatcher, every ``interval_seconds`` (one run at a time,
 missed runs coalesced), the daily digest at ``digest_time`` Vietnam time, and, given an evidence
 store, an hourly purge of expired staged uploads. Any number of these
 may run against PostgreSQL; on SQLite they queue on the database write lock.
@@ -31,6 +31,7 @@ from .evidence import EvidenceStore, PurgeReport, purge_expired, purge_orphans
 from .notifications import Mailer, MailSettings, queue_digests, route, send_pending
 from .runtime import Runtime
 from .sweep import SweepReport, sweep
+from .webhooks import WebhookSettings, dispatch
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class Cycle:
     routed: int = 0
     sent: int = 0
     send_failed: int = 0
+    webhooks_delivered: int = 0
+    webhooks_failed: int = 0
 
 
 @dataclass
@@ -66,6 +69,7 @@ class SchedulerService:
     exit_when_idle: bool = False
     evidence: EvidenceStore | None = None
     route_batches_per_cycle: int = 10
+    webhooks: WebhookSettings | None = None  # None: no webhook dispatcher in this process
     cycles: int = 0
     _scheduler: BaseScheduler | None = None
     _overran: bool = False
@@ -99,6 +103,11 @@ class SchedulerService:
         )
         if self.mail.enabled and self.mailer is not None:
             cycle.sent, cycle.send_failed = send_pending(self.db, now, self.mailer, self.mail)
+        if self.webhooks is not None:  # bounded per wake-up: webhooks.batches_per_cycle (engine/webhooks.py)
+            sender = self.mail.sender if self.mail.enabled else ""
+            _, cycle.webhooks_delivered, cycle.webhooks_failed = dispatch(
+                self.db, self.rt, self.webhooks, mail_sender=sender, mail_domain=self.mail.domain,
+            )
         self.cycles += 1
         if report.fired or cycle.routed or cycle.sent:
             log.info("%s: fired %s steps, routed %s, sent %s", self.worker, report.count, cycle.routed, cycle.sent)

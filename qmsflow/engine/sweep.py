@@ -35,6 +35,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import calendar_store, history
+from . import events as integration_events
 from .cases import advance
 from .clock import local_date
 from .db import Database
@@ -104,6 +105,7 @@ class _Writes:
     firings: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     timers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)  # integrators' event rows (engine/events.py)
 
     def move_timer(self, timer: Timer, **values: Any) -> None:
         """Stage the timer's new step; the loaded timer matches at once, so no flush writes it."""
@@ -120,6 +122,8 @@ class _Writes:
             session.execute(_INSERT_NOTIFICATION, self.notifications)
         if self.timers:
             session.execute(_UPDATE_TIMER, list(self.timers.values()))
+        integration_events.write(session, self.events)
+        self.events.clear()
         self.firings.clear()
         self.notifications.clear()
         self.timers.clear()
@@ -379,6 +383,7 @@ def _fire_step(
             return "skipped", "passed"
         _notify(session, rt, writes, definition, case, timer, "reminder", 0, "unit", case.unit_id, now)
         writes.history.append(rt.history_key, case, at=now, kind="reminder", actor=SYSTEM.username, data=base)
+        writes.events.append(integration_events.row(case, integration_events.REMINDER_FIRED, now, base))
         return "fired", ""
     if step.kind == "due":
         writes.history.append(rt.history_key, case, at=now, kind="deadline_passed", actor=SYSTEM.username, data=base)
@@ -420,6 +425,7 @@ def _fire_step(
         rt.history_key, case, at=now, kind="escalated", actor=SYSTEM.username, data={**data, "body": unit_code}
     )
     _notify(session, rt, writes, definition, case, timer, "escalation", step.level, step.target.value, body, now)
+    writes.events.append(integration_events.row(case, integration_events.ESCALATION_FIRED, now, {**data, "body": unit_code}))
     return "fired", f"{step.target.value} {unit_code}"
 
 

@@ -5,7 +5,7 @@ hash is refused with the difference. ``effective`` is the day it took effect, ``
 was recorded (both kept, so a backdated operation says so).
 
 Revision ID: 0013_reorganisations
-Revises: 0010_api_tokens
+Revises: 0011_webhooks
 Create Date: 2026-12-03
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 
 revision = '0013_reorganisations'
 # The shared contract names the parent "0008_sign_in"; the stored revision id of 0008 is "0008".
-down_revision = "0010_api_tokens"
+down_revision = "0011_webhooks"
 branch_labels = None
 depends_on = None
 
