@@ -24,8 +24,9 @@ from qmsflow.workflows import DIRECTORY as WORKFLOWS
 from tests.conftest import Province, local
 
 # What each step of the benchmark's lifecycle sends, by kind (bench/transitions_rate.py measures the same steps).
-DATA_ONLY = 5
-STATE_CHANGE = 8
+# Each includes the integrators' event row (qmsflow/engine/events.py), one INSERT per transition.
+DATA_ONLY = 6
+STATE_CHANGE = 9
 EXPECTED = {
     "approve_plan": STATE_CHANGE,
     "establish_committee": DATA_ONLY,
