@@ -18,7 +18,7 @@ def test_the_app_answers_its_health_check_from_the_database(db: Database, rt: Ru
     response = app.test_client().get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {
-        "status": "ok", "calendar": rt.calendar.fingerprint(), "workflows": ["corrective_action@1", "qms_lifecycle@1"]
+        "status": "ok", "calendar": rt.calendar.fingerprint(), "workflows": ["corrective_action@1", "corrective_action@2", "qms_lifecycle@1", "qms_lifecycle@2"],
     }
     assert app.config["BABEL_DEFAULT_LOCALE"] == "vi"
 
