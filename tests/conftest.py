@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from argon2 import PasswordHasher
 from click.testing import CliRunner, Result
 from ruamel.yaml import YAML
 from sqlalchemy import create_engine, select, text, update
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from qmsflow.bootstrap import upgrade
 from qmsflow.config import CALENDAR_FILE
 from qmsflow.engine import SYSTEM, Actor, FixedClock, Registry, Runtime, WorkingCalendar, calendar_store
+from qmsflow.engine import users as users_module
 from qmsflow.engine.calendar import CalendarOverrides
 from qmsflow.engine.clock import LOCAL_TZ
 from qmsflow.engine.db import Database, make_engine
@@ -41,6 +43,15 @@ HISTORY_KEY = b"test-history-key"
 SKIPPED_SUITES: dict[str, str] = {}
 RAN_SUITES: set[str] = set()  # the backends at least one test actually ran on
 REQUIRE_ALL = os.environ.get("QMSFLOW_REQUIRE_ALL_SUITES") == "1"
+SUITES = ("sqlite", "postgresql", "browser")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under pytest-xdist; "" otherwise
+
+# Tests need passwords hashed, not hashed expensively: the engine's argon2 hasher at the library's
+# standard cost (kept in PRODUCTION_HASHER, and tests/engine/test_signin.py checks it is that cost) is
+# replaced for the run by the cheapest one argon2 accepts. A hash carries its own parameters, so a hash
+# made here verifies cheaply in a `qmsflow serve` subprocess too.
+PRODUCTION_HASHER = users_module._hasher
+users_module._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def local(day: date, hour: int = 9, minute: int = 0) -> datetime:
@@ -55,17 +66,20 @@ class _Postgres:
     def __init__(self) -> None:
         self.url: str | None = None
         self.created: str | None = None
+        self.admin = ""
         self.reason = ""
 
     def start(self) -> str | None:
         given = os.environ.get("QMSFLOW_TEST_POSTGRES_URL")
-        if given:
+        if given and not WORKER:
             self.url = given
             return self.url
-        admin = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        # Under pytest-xdist each worker makes a database of its own (named after the given one, on its
+        # server), so two workers never empty each other's tables.
+        admin = str(make_url(given).set(database="postgres")) if given else "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
         try:
             engine = create_engine(admin, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-            name = f"qmsflow_test_{uuid.uuid4().hex[:10]}"
+            name = f"{make_url(given).database}_{WORKER}" if given else f"qmsflow_test_{uuid.uuid4().hex[:10]}"
             with engine.connect() as conn:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
             engine.dispose()
@@ -73,15 +87,14 @@ class _Postgres:
             self.reason = f"PostgreSQL not reachable on 127.0.0.1:5432 ({type(exc).__name__})"
             return None
         self.created = name
+        self.admin = admin
         self.url = str(make_url(admin).set(database=name).render_as_string(hide_password=False))
         return self.url
 
     def stop(self) -> None:
         if not self.created:
             return
-        engine = create_engine(
-            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-        )
+        engine = create_engine(self.admin, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{self.created}" WITH (FORCE)'))
         engine.dispose()
@@ -314,19 +327,54 @@ def run(db: Database, tmp_path: Path) -> Callable[..., Result]:
 # ------------------------------------------------------------------------------------ the summary
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the group into the test's id (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, keep every PostgreSQL test on one worker and every browser test on one worker.
+
+    The event feed on PostgreSQL holds back rows while any transaction on the server is open (engine/events.py),
+    so PostgreSQL tests running beside each other would wait on each other's transactions; the browser
+    suite shares one Chromium and one demo province. Other tests spread over the workers one by one.
+    """
+    pg_fixtures = {"pg_db", "postgres_db", "postgres_url"}
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("backend") == "postgresql" or pg_fixtures & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("postgresql"))
+        elif "browser" in item.path.parts:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist: gather from a finished worker which suites it ran and which it skipped."""
+    output = getattr(node, "workeroutput", {})
+    RAN_SUITES.update(output.get("qmsflow_ran", ()))
+    SKIPPED_SUITES.update(output.get("qmsflow_skipped", {}))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say which suites ran and which did not, so a green run on a bare machine is not mistaken for a full one."""
     terminalreporter.section("suites run")
-    terminalreporter.write_line(", ".join(s for s in ("sqlite", "postgresql", "browser") if s in RAN_SUITES) or "none")
+    terminalreporter.write_line(", ".join(s for s in SUITES if s in RAN_SUITES) or "none")
     if SKIPPED_SUITES:
         terminalreporter.section("suites skipped")
         for suite, reason in SKIPPED_SUITES.items():
             terminalreporter.write_line(f"{suite}: {reason}")
+    if REQUIRE_ALL and not set(SUITES) <= RAN_SUITES:
+        terminalreporter.write_line(f"required but not run: {', '.join(s for s in SUITES if s not in RAN_SUITES)}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With QMSFLOW_REQUIRE_ALL_SUITES=1 a skipped suite fails the run."""
-    if REQUIRE_ALL and SKIPPED_SUITES and exitstatus == 0:
+    """With QMSFLOW_REQUIRE_ALL_SUITES=1 a skipped suite, or one that never ran, fails the run.
+
+    An xdist worker only hands its suites to the controller, which decides.
+    """
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["qmsflow_ran"] = sorted(RAN_SUITES)
+        output["qmsflow_skipped"] = dict(SKIPPED_SUITES)
+        return
+    if REQUIRE_ALL and exitstatus == 0 and (SKIPPED_SUITES or not set(SUITES) <= RAN_SUITES):
         session.exitstatus = 1
 
 

@@ -91,3 +91,18 @@ def test_a_reset_gives_a_one_time_password_and_raises_the_epoch(
         assert {(p.field, p.code) for p in refused.value.problems} == {("current_password", "password_wrong")}
         change_password(session, tnh, current=issued, new="my very own password", now=clock.now(), rt=rt)
         assert not tnh.must_change_password
+
+
+def test_outside_the_tests_passwords_are_hashed_at_argon2s_standard_cost() -> None:
+    """tests/conftest.py swaps in a cheap hasher for speed; the product's own must stay the library's standard."""
+    from argon2 import PasswordHasher
+
+    from qmsflow.engine import users
+    from tests.conftest import PRODUCTION_HASHER
+
+    standard = PasswordHasher()
+    assert (PRODUCTION_HASHER.time_cost, PRODUCTION_HASHER.memory_cost, PRODUCTION_HASHER.parallelism) == (
+        standard.time_cost, standard.memory_cost, standard.parallelism,
+    )
+    assert standard.memory_cost >= 65536  # RFC 9106's low-memory profile, 64 MiB
+    assert users._hasher is not PRODUCTION_HASHER and users._hasher.time_cost == 1  # the swap held for this run
