@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, render_template, request, url_for
+from markupsafe import Markup
 
 from ..engine.province import STAGES, Figure, province_summary
 from .access import current_user, sign_in_required
@@ -29,16 +30,21 @@ def figure_url(figure: Figure) -> str:
     return url_for("units.index") + (f"?{query}" if query else "")
 
 
+def _text(label: str) -> str:
+    """A label as plain text: a template's ``_()`` gives HTML-escaped Markup, and tojson escapes it again."""
+    return label.unescape() if isinstance(label, Markup) else str(label)
+
+
 def bar_chart(rows: list[tuple[str, Figure]], title: str, *, horizontal: bool = True) -> dict[str, Any]:
     """One series of bars, a bar per ``(label, figure)`` row of the table beside it."""
     return {
-        "title": title, "horizontal": horizontal, "stacked": False, "labels": [label for label, _ in rows],
-        "series": [{"label": title, "data": [f.count for _, f in rows], "links": [figure_url(f) for _, f in rows]}],
+        "title": _text(title), "horizontal": horizontal, "stacked": False, "labels": [_text(label) for label, _ in rows],
+        "series": [{"key": "", "label": _text(title), "data": [f.count for _, f in rows], "links": [figure_url(f) for _, f in rows]}],
     }
 
 
 def stacked_chart(groups: list[tuple[str, list[Figure]]], title: str) -> dict[str, Any]:
-    """A stacked bar per group (a unit kind, a supervising authority), a segment per stage.
+    """A stacked bar per group (a unit kind, a supervising authority), a segment per stage (``key``).
 
     A stage a group has no unit in is a zero-width segment with no link: there is nothing to list.
     """
@@ -47,10 +53,10 @@ def stacked_chart(groups: list[tuple[str, list[Figure]]], title: str) -> dict[st
     for stage in stages:
         found = [next((f for f in figures if f.key == stage), None) for _, figures in groups]
         series.append({
-            "label": stage_label(stage), "data": [f.count if f else 0 for f in found],
+            "key": stage, "label": stage_label(stage), "data": [f.count if f else 0 for f in found],
             "links": [figure_url(f) if f else None for f in found],
         })
-    return {"title": title, "horizontal": True, "stacked": True, "labels": [label for label, _ in groups], "series": series}
+    return {"title": _text(title), "horizontal": True, "stacked": True, "labels": [_text(label) for label, _ in groups], "series": series}
 
 
 @bp.get("/dashboard")

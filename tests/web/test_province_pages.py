@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from openpyxl import load_workbook
 
 from qmsflow.engine import SYSTEM, Database, Runtime
+from qmsflow.engine.province import STAGES
 from qmsflow.engine.units import create_unit
 from qmsflow.web.units import safe_cell
 from tests.conftest import Province
@@ -82,6 +83,8 @@ def test_each_chart_is_drawn_from_its_tables_figures_and_links(signed_in: Callab
     ]
     assert [c["stacked"] for c in charts] == [False] * 4 + [True] * 2
     assert len(charts[3]["labels"]) == 24
+    assert charts[1]["labels"][1] == "Đã báo đến Sở KH&CN trở lên"  # plain text, not "&amp;" (escaped twice)
+    assert {s["key"] for s in charts[4]["series"]} <= set(STAGES)  # a stage is one colour in every chart
     tables = re.findall(r'<a href="(/units[^"]*)">([\d.]+)</a>', page)
     linked = {html.unescape(href): int(n.replace(".", "")) for href, n in tables}
     for chart in charts:  # every bar opens the link its table has, and counts what that link's number says

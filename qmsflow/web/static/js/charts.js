@@ -4,8 +4,10 @@
 // A bar (or a stacked segment) opens the units list it counts: the link of the same figure in the table.
 document.addEventListener("DOMContentLoaded", function () {
   if (typeof window.Chart === "undefined") { return; }
-  // Colour is never the only signal: every segment is named in the legend, the tooltip and the table.
-  var palette = ["#6c757d", "#0dcaf0", "#fd7e14", "#ffc107", "#198754", "#0b5ed7", "#6f42c1", "#adb5bd", "#212529"];
+  // A stage has one colour in every chart. Colour is never the only signal: every segment is named in
+  // the legend, the tooltip and the table.
+  var stageColour = {none: "#6c757d", planned: "#0dcaf0", building: "#fd7e14", applying: "#ffc107", announced: "#198754",
+                     maintaining: "#0b5ed7", reannouncing: "#6f42c1", superseded: "#adb5bd", withdrawn: "#212529"};
   window.Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
   window.Chart.defaults.color = "#212529";
   document.querySelectorAll("[data-qf-chart]").forEach(function (figure) {
@@ -19,9 +21,9 @@ document.addEventListener("DOMContentLoaded", function () {
       type: "bar",
       data: {
         labels: spec.labels,
-        datasets: spec.series.map(function (series, i) {
+        datasets: spec.series.map(function (series) {
           return {label: series.label, data: series.data, links: series.links,
-                  backgroundColor: spec.stacked ? palette[i % palette.length] : "#0b5ed7"};
+                  backgroundColor: stageColour[series.key] || "#0b5ed7"};
         })
       },
       options: {
