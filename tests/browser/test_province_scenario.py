@@ -76,7 +76,7 @@ def test_the_lead_reads_the_charts_follows_a_stage_searches_and_exports(page: An
     xlsx_path = tmp_path / "units.xlsx"
     got.value.save_as(xlsx_path)
     book = load_workbook(xlsx_path, read_only=True)
-    sheet = list(book.active.iter_rows(values_only=True))  # type: ignore[union-attr]
+    sheet = list(book.active.iter_rows(values_only=True))
     book.close()
     assert list(sheet[0]) == csv_rows[0]  # the same header
     assert sorted((str(r[0]), str(r[1])) for r in sheet[1:]) == sorted(listed)
