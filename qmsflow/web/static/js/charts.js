@@ -10,6 +10,13 @@ document.addEventListener("DOMContentLoaded", function () {
                      maintaining: "#0b5ed7", reannouncing: "#6f42c1", superseded: "#adb5bd", withdrawn: "#212529"};
   window.Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
   window.Chart.defaults.color = "#212529";
+  // A long name beside a bar is cut short, or on a phone Chart.js would draw it past the canvas's
+  // edge; the tooltip and the table beside the chart give it whole.
+  function shortLabel(value) {
+    var label = String(this.getLabelForValue(value));
+    var room = Math.min(40, Math.max(12, Math.floor(this.chart.width / 18)));  // characters, about a third of the width
+    return label.length > room ? label.slice(0, room - 1) + "…" : label;
+  }
   document.querySelectorAll("[data-qf-chart]").forEach(function (figure) {
     var spec = JSON.parse(figure.getAttribute("data-qf-chart"));
     var canvas = figure.querySelector("canvas");
@@ -30,10 +37,11 @@ document.addEventListener("DOMContentLoaded", function () {
         indexAxis: spec.horizontal ? "y" : "x",
         responsive: true,
         maintainAspectRatio: false,
-        animation: false,  // drawn at once: for print, and for the reader of a meeting's figures
+        animation: false,
+        layout: {padding: {left: 4}},  // drawn at once: for print, and for the reader of a meeting's figures
         scales: {
           x: {stacked: spec.stacked, beginAtZero: true, ticks: {precision: 0}},
-          y: {stacked: spec.stacked, beginAtZero: true, ticks: {precision: 0}}
+          y: {stacked: spec.stacked, beginAtZero: true, ticks: spec.horizontal ? {callback: shortLabel} : {precision: 0}}
         },
         plugins: {legend: {display: spec.stacked, position: "bottom"}},
         onHover: function (event, elements) {
