@@ -19,6 +19,7 @@ from qmsflow.engine.province import STAGES
 from qmsflow.engine.units import create_unit
 from qmsflow.web.units import safe_cell
 from tests.conftest import Province
+from tests.web.conftest import post
 
 HOSTILE = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "Trường THCS Long Xuyên"]
 
@@ -94,3 +95,12 @@ def test_each_chart_is_drawn_from_its_tables_figures_and_links(signed_in: Callab
     stage = charts[0]["series"][0]
     assert sum(stage["data"]) > 0 and all(link.startswith("/units?stage=") for link in stage["links"])
     assert "<svg" not in page and "<script>" not in page  # no server-drawn SVG left; no inline script (the CSP)
+
+
+def test_the_charts_speak_the_readers_language(signed_in: Callable[[str], FlaskClient]) -> None:
+    lead = signed_in("lead")
+    post(lead, "/language", {"lang": "en", "next": "/dashboard"}, page="/dashboard")
+    page = lead.get("/dashboard").get_data(as_text=True)
+    charts = [json.loads(html.unescape(raw)) for raw in re.findall(r"data-qf-chart='([^']*)'", page)]
+    assert charts[0]["title"] == "Units by stage" and "Chart: Units by stage" in page
+    assert "Planned" in charts[0]["labels"] and "Trong kế hoạch" not in page
