@@ -1,8 +1,9 @@
 """The dashboard (``/dashboard``): the engine's ``province_summary`` as of a day, every figure a link.
 
-Charts are bars drawn on the server as SVG (no script, so the page works without JavaScript and
-under the CSP), each beside the table it is drawn from; every number links to the units list with
-the figure's filter, whose count is the figure. ``?as_of=YYYY-MM-DD`` (the date picker) recomputes
+Each chart is drawn by Chart.js (static/js/charts.js) from JSON the server puts in a data attribute,
+built from the same figures as the table beside it: labels, counts and each bar's units-list link,
+so clicking a bar opens the list the table's number links to. Without JavaScript the tables are the
+page. Every number links to the units list with the figure's filter, whose count is the figure. ``?as_of=YYYY-MM-DD`` (the date picker) recomputes
 everything as it stood at the end of that day.
 """
 
@@ -13,8 +14,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, render_template, request, url_for
+from markupsafe import Markup
 
-from ..engine.province import Figure, province_summary
+from ..engine.province import STAGES, Figure, province_summary
 from .access import current_user, sign_in_required
 from .context import services
 from .provincetext import kind_label, rank_label, stage_label
@@ -26,6 +28,35 @@ def figure_url(figure: Figure) -> str:
     """The units list that shows exactly the units ``figure`` counts."""
     query = urlencode(figure.filter)
     return url_for("units.index") + (f"?{query}" if query else "")
+
+
+def _text(label: str) -> str:
+    """A label as plain text: a template's ``_()`` gives HTML-escaped Markup, and tojson escapes it again."""
+    return label.unescape() if isinstance(label, Markup) else str(label)
+
+
+def bar_chart(rows: list[tuple[str, Figure]], title: str, *, horizontal: bool = True) -> dict[str, Any]:
+    """One series of bars, a bar per ``(label, figure)`` row of the table beside it."""
+    return {
+        "title": _text(title), "horizontal": horizontal, "stacked": False, "labels": [_text(label) for label, _ in rows],
+        "series": [{"key": "", "label": _text(title), "data": [f.count for _, f in rows], "links": [figure_url(f) for _, f in rows]}],
+    }
+
+
+def stacked_chart(groups: list[tuple[str, list[Figure]]], title: str) -> dict[str, Any]:
+    """A stacked bar per group (a unit kind, a supervising authority), a segment per stage (``key``).
+
+    A stage a group has no unit in is a zero-width segment with no link: there is nothing to list.
+    """
+    stages = [stage for stage in STAGES if any(f.key == stage for _, figures in groups for f in figures)]
+    series = []
+    for stage in stages:
+        found = [next((f for f in figures if f.key == stage), None) for _, figures in groups]
+        series.append({
+            "key": stage, "label": stage_label(stage), "data": [f.count if f else 0 for f in found],
+            "links": [figure_url(f) if f else None for f in found],
+        })
+    return {"title": _text(title), "horizontal": True, "stacked": True, "labels": [_text(label) for label, _ in groups], "series": series}
 
 
 @bp.get("/dashboard")
@@ -45,8 +76,8 @@ def index() -> Any:
     status = 400 if error else 200
     return render_template(
         "dashboard/index.html", s=summary, error=error, url=figure_url, stage_label=stage_label,
-        kind_label=kind_label, rank_label=rank_label, chosen=as_of,
+        kind_label=kind_label, rank_label=rank_label, chosen=as_of, bar_chart=bar_chart, stacked_chart=stacked_chart,
     ), status
 
 
-__all__ = ["bp", "figure_url"]
+__all__ = ["bar_chart", "bp", "figure_url", "stacked_chart"]

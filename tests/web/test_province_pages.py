@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
+import json
+import re
 from collections.abc import Callable
 from datetime import date
 
@@ -12,9 +15,11 @@ from flask.testing import FlaskClient
 from openpyxl import load_workbook
 
 from qmsflow.engine import SYSTEM, Database, Runtime
+from qmsflow.engine.province import STAGES
 from qmsflow.engine.units import create_unit
 from qmsflow.web.units import safe_cell
 from tests.conftest import Province
+from tests.web.conftest import post
 
 HOSTILE = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "Trường THCS Long Xuyên"]
 
@@ -68,3 +73,34 @@ def test_the_dashboard_links_each_figure_to_its_list(signed_in: Callable[[str], 
     assert "/units?stage=none" in page and "tính đến" in page
     assert lead.get("/dashboard?as_of=2025-06-30").status_code == 200
     assert lead.get("/dashboard?as_of=nonsense").status_code == 400
+
+
+def test_each_chart_is_drawn_from_its_tables_figures_and_links(signed_in: Callable[[str], FlaskClient], hostile: None) -> None:
+    page = signed_in("lead").get("/dashboard").get_data(as_text=True)
+    charts = [json.loads(html.unescape(raw)) for raw in re.findall(r"data-qf-chart='([^']*)'", page)]
+    assert [c["title"] for c in charts] == [
+        "Đơn vị theo giai đoạn", "Cảnh báo đang mở theo cấp", "Đơn vị có hạn trong 30 ngày tới",
+        "Đơn vị công bố theo tháng", "Tiến độ theo loại đơn vị", "Tiến độ theo cơ quan quản lý",
+    ]
+    assert [c["stacked"] for c in charts] == [False] * 4 + [True] * 2
+    assert len(charts[3]["labels"]) == 24
+    assert charts[1]["labels"][1] == "Đã báo đến Sở KH&CN trở lên"  # plain text, not "&amp;" (escaped twice)
+    assert {s["key"] for s in charts[4]["series"]} <= set(STAGES)  # a stage is one colour in every chart
+    tables = re.findall(r'<a href="(/units[^"]*)">([\d.]+)</a>', page)
+    linked = {html.unescape(href): int(n.replace(".", "")) for href, n in tables}
+    for chart in charts:  # every bar opens the link its table has, and counts what that link's number says
+        for series in chart["series"]:
+            for link, count in zip(series["links"], series["data"], strict=True):
+                assert (link is None and count == 0) or linked[link] == count, (chart["title"], link)
+    stage = charts[0]["series"][0]
+    assert sum(stage["data"]) > 0 and all(link.startswith("/units?stage=") for link in stage["links"])
+    assert "<svg" not in page and "<script>" not in page  # no server-drawn SVG left; no inline script (the CSP)
+
+
+def test_the_charts_speak_the_readers_language(signed_in: Callable[[str], FlaskClient]) -> None:
+    lead = signed_in("lead")
+    post(lead, "/language", {"lang": "en", "next": "/dashboard"}, page="/dashboard")
+    page = lead.get("/dashboard").get_data(as_text=True)
+    charts = [json.loads(html.unescape(raw)) for raw in re.findall(r"data-qf-chart='([^']*)'", page)]
+    assert charts[0]["title"] == "Units by stage" and "Chart: Units by stage" in page
+    assert "Planned" in charts[0]["labels"] and "Trong kế hoạch" not in page
