@@ -434,13 +434,28 @@ def _months(on: date, count: int = 24) -> list[str]:
     return out[::-1]
 
 
+def summary_day(rt: Runtime, as_of: date | None) -> date:
+    """The day a summary is as of: ``as_of``, or today when None; a day after today is refused.
+
+    The one check the dashboard page and the API's summary share: a future day has no figures yet,
+    and answering one would show an empty province as if it were true.
+    """
+    today = local_date(rt.clock.now())
+    if as_of is None:
+        return today
+    if as_of > today:
+        raise ValidationFailed([FieldProblem("as_of", "not_in_future", {"today": today.isoformat()})])
+    return as_of
+
+
 def province_summary(session: Session, rt: Runtime, actor: Actor, *, as_of: date | None = None) -> Summary:
     """Every figure of the dashboard for ``actor``'s scope as of the end of ``as_of`` (today when None).
 
     A handful of statements: the totals in one, the breakdowns by stage, kind and parent in one
-    each, the deadlines in one, the announcements by month in one.
+    each, the deadlines in one, the announcements by month in one. A future ``as_of`` is refused
+    (``ValidationFailed`` on ``as_of``, see ``summary_day``) before any statement runs.
     """
-    on = as_of if as_of is not None else local_date(rt.clock.now())
+    on = summary_day(rt, as_of)
     ctx = _status(rt, actor, on)
     s = ctx.status
     base = {"as_of": on.isoformat()} if as_of is not None else {}
@@ -511,6 +526,6 @@ def province_summary(session: Session, rt: Runtime, actor: Actor, *, as_of: date
 
 __all__ = [
     "Figure", "STAGES", "Summary", "UnitFilter", "UnitPage", "UnitRow", "conditions", "end_of_day", "iter_units",
-    "list_units", "province_summary", "status_select",
+    "list_units", "province_summary", "status_select", "summary_day",
 ]
 

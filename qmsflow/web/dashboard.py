@@ -16,7 +16,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, render_template, request, url_for
 from markupsafe import Markup
 
-from ..engine.province import STAGES, Figure, province_summary
+from ..engine.errors import ValidationFailed
+from ..engine.province import STAGES, Figure, province_summary, summary_day
 from .access import current_user, sign_in_required
 from .context import services
 from .provincetext import kind_label, rank_label, stage_label
@@ -71,12 +72,18 @@ def index() -> Any:
             as_of = date.fromisoformat(raw)
         except ValueError:
             error = raw
+    future = False
+    try:
+        summary_day(services().rt, as_of)
+    except ValidationFailed:
+        error, as_of, future = raw, None, True  # a 400 that says so, never an empty dashboard of a day to come
     with services().db.read() as session:
         summary = province_summary(session, services().rt, current_user().actor, as_of=as_of)
     status = 400 if error else 200
     return render_template(
         "dashboard/index.html", s=summary, error=error, url=figure_url, stage_label=stage_label,
-        kind_label=kind_label, rank_label=rank_label, chosen=as_of, bar_chart=bar_chart, stacked_chart=stacked_chart,
+        kind_label=kind_label, rank_label=rank_label, chosen=as_of, future=future, bar_chart=bar_chart,
+        stacked_chart=stacked_chart,
     ), status
 
 

@@ -58,6 +58,8 @@ MATRIX: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("POST", "/notifications/read", "", {"all": True}, ALL_200),
     ("GET", "/openapi.json", "", None, _cols("200 200 200 200 200 200 200 200")),
     ("GET", "/docs", "", None, _cols("200 200 200 200 200 200 200 200")),
+    # issue 14, the remaining endpoints (kept in one block)
+    ("GET", "/summary", "", None, ALL_200),
 ]
 
 
@@ -165,3 +167,28 @@ def test_a_token_that_no_longer_holds_gets_401(
     assert got.headers["WWW-Authenticate"].startswith("Bearer")
     with db.read() as session:
         assert session.get(ApiToken, token_id) is not None
+
+
+# issue 14, the remaining endpoints: a token that no longer holds gets 401 on each of them too
+ISSUE_14_ROUTES = ["/summary"]
+
+
+@pytest.mark.parametrize("how", ["expired", "revoked"])
+def test_the_issue_14_routes_refuse_a_token_that_no_longer_holds(
+    app: Flask, db: Database, rt: Runtime, clock: FixedClock, tokens: dict[str, str], how: str
+) -> None:
+    client = app.test_client()
+    with db.write() as session:
+        user = session.scalar(select(User).where(User.username == "tnh"))
+        assert user is not None
+        token, secret = create_token(session, rt, CONSOLE, user, name="short", expires_at=clock.now() + timedelta(hours=1))
+        token_id = token.id
+    assert all(api(client, "GET", path, secret).status_code == 200 for path in ISSUE_14_ROUTES)
+    if how == "expired":
+        clock.advance(timedelta(hours=2))
+    else:
+        with db.write() as session:
+            assert revoke_token(session, rt, CONSOLE, token_id)
+    for path in ISSUE_14_ROUTES:
+        got = api(client, "GET", path, secret)
+        assert got.status_code == 401 and got.json["type"] == "urn:qmsflow:problem:unauthorized", path

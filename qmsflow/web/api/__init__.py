@@ -15,7 +15,7 @@ from .core import PREFIX, bp, http_problem
 
 def init_app(app: Flask, csrf: CSRFProtect) -> None:
     """Register the API's blueprint, exempt from CSRF."""
-    from . import cases, docs, misc, units  # noqa: F401  (their routes register on bp)
+    from . import cases, docs, misc, summary, units  # noqa: F401  (their routes register on bp)
 
     csrf.exempt(bp)
     app.register_blueprint(bp)

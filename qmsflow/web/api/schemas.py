@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
@@ -329,3 +329,45 @@ class Marked(BaseModel):
     """How many were unread before."""
 
     marked: int
+
+
+# ---------------------------------------------------------------------------------------- summary
+
+
+class SummaryQuery(Strict):
+    """The day the summary is as of: ``YYYY-MM-DD``, today or before (default today)."""
+
+    as_of: date | None = Field(default=None, examples=["2025-06-30"])
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _iso_day(cls, value: Any) -> Any:
+        # pydantic would also take a Unix timestamp or a datetime; the contract is the calendar day only
+        if value is not None and not (isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-"):
+            raise ValueError("give a day as YYYY-MM-DD")
+        return value
+
+
+class FigureOut(BaseModel):
+    """One figure: what it counts (``key``), the count, and the units-list filter that lists exactly those units."""
+
+    key: str
+    count: int
+    filter: dict[str, str]
+
+
+class SummaryOut(BaseModel):
+    """The dashboard's figures for my scope as they stood at the end of ``as_of`` (docs/api.md, docs/web.md)."""
+
+    as_of: date
+    units: FigureOut
+    by_stage: list[FigureOut]
+    ever_announced: FigureOut
+    late: FigureOut
+    escalation_levels: list[FigureOut] = Field(description="key: the rank reached, at least (2 supervisor, 3 lead, 4 provincial PC)")
+    open_ca: FigureOut
+    by_kind: dict[str, list[FigureOut]] = Field(description="unit kind -> figures by stage")
+    by_parent: dict[str, list[FigureOut]] = Field(description="parent unit id -> figures by stage")
+    parent_names: dict[str, str] = Field(description="parent unit id -> its name on as_of")
+    due_within: list[FigureOut] = Field(description="key: 7, 14 or 30 calendar days")
+    announced_by_month: list[FigureOut] = Field(description="the 24 months up to as_of, oldest first; key: YYYY-MM")
