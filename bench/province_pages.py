@@ -61,6 +61,7 @@ P95_TARGET = Target("<=", 400.0, "ms")
 SEARCH = "thcs so 12"
 PAST_DAYS = 30
 SLOWEST = 3
+PLAN_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,16 @@ def access_paths(url: str, today: date) -> list[str]:
             plan = conn.exec_driver_sql(explain + statement, parameters).all()
             lines = _plan_lines(list(plan)) if sqlite else [str(r[0]) for r in plan]
             first = " ".join(statement.split())[:160]
-            out.append(f"{ms:.1f} ms: {first}...\n" + "\n".join(f"    {line}" for line in lines))
+            out.append(f"{ms:.1f} ms: {first}...\n" + "\n".join(f"    {line}" for line in capped(lines)))
     db.dispose()
     return out
+
+
+def capped(lines: list[str]) -> list[str]:
+    """The first PLAN_LINES lines of a plan and how many were left out (the rest repeat one subquery per timer kind)."""
+    if len(lines) <= PLAN_LINES:
+        return lines
+    return [*lines[:PLAN_LINES], f"... {len(lines) - PLAN_LINES} more plan lines"]
 
 
 def _plan_lines(plan: list[Any]) -> list[str]:
@@ -349,6 +357,13 @@ NOTES = [
     "Targets (issue 16, at 5,000 units): median under 150 ms, 95th percentile under 400 ms, for the dashboard today "
     "and as of 30 days ago, the units list searched for three word prefixes, and the CSV and XLSX exports of that "
     "list; the whole province's exports are informational. The access paths of the slowest statements follow.",
+    "What decides the dashboard's time (issue 16): before JIT was turned off on PostgreSQL (qmsflow/engine/db.py), "
+    "the totals statement took 16.7 s of a 17 s dashboard at 5,000 units, 7 s of each status read compiling JIT "
+    "code; before ix_history_event_at (migration 0017) the announcements by month walked every history row of 24 "
+    "months (300 ms on SQLite). What is left is the totals statement, one MATERIALIZED status of every unit "
+    "(about 300 ms at 5,000 units on both backends): its correlated subqueries per unit (stage, late with the "
+    "deadline as planned then, escalation rank with one subquery per ladder rung, ever announced through the "
+    "lineage). The target needs a derived table of each unit's status by day, not another index.",
 ]
 
 __all__ = ["NOTES", "Scale", "country", "main", "run", "seed"]
