@@ -5,6 +5,8 @@
     python -m bench --only transitions --backend sqlite --scale 0.2   # rewrites only that section of RESULTS.md
     python -m bench --only startup --backend sqlite   # qmsflow --help and cases list against python -c pass
     python -m bench --only web_latency --backend sqlite   # My work and the case page over HTTP against a static file
+    python -m bench --only province_pages   # dashboard, searched units list and exports at 5,000 units
+    python -m bench.province_pages --country --backend sqlite   # opt-in: 70,000 units, 5,000,000 rows, built once
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from qmsflow.engine.clock import LOCAL_TZ
 
-from . import memory, reads, startup, sweep_scale, transitions_rate, web_latency
+from . import memory, province_pages, reads, startup, sweep_scale, transitions_rate, web_latency
 from .databases import Servers, postgres_server, postgres_version
 from .report import Report, Section, load_average, machine_description, write_results
 
@@ -31,6 +33,7 @@ BENCHMARKS: dict[str, tuple[Callable[[Report, Servers, list[str], float, bool], 
     "reads": (reads.run, reads.NOTES),
     "startup": (startup.run, startup.NOTES),
     "web_latency": (web_latency.run, web_latency.NOTES),
+    "province_pages": (province_pages.run, province_pages.NOTES),
 }
 
 

@@ -59,6 +59,7 @@ PASSWORD = "bench-password-2026"
 KEY_ID = "1"
 STATIC = "/static/css/qmsflow.css"
 NOTICE = "announced.notice_due"
+CASE_BATCH = 2_000
 # Where each lifecycle step leaves the case, and the deadline running in the state it leaves from.
 STATE_TIMERS = {"building": "build_due", "applying": "apply_due"}
 
@@ -134,41 +135,43 @@ def load_province(url: str, sizes: Sizes, now: datetime) -> World:
     per_case, extra = divmod(sizes.history, len(case_units))
     if per_case < 1 + len(LIFECYCLE):
         raise ValueError(f"{sizes.history} history rows are too few for {len(case_units)} cases")
-    cases: list[tuple[Any, ...]] = []
-    timers: list[tuple[Any, ...]] = []
-    history: list[tuple[Any, ...]] = []
     data: dict[str, Any] = {}
     for step in LIFECYCLE:
         data.update(step.data)
     spec, ladder = definition.timer_spec(NOTICE), definition.ladder(NOTICE)
-    late = 0
-    for case_id, unit_id in enumerate(case_units, start=1):
-        start = today - timedelta(days=rng.randint(1, 60))
-        due = rt.calendar.due_date(start, spec.length, spec.unit)
-        steps = plan_steps(spec, ladder, start, due, rt.calendar)
-        passed = [s for s in steps if s.at <= now]
-        level = max((s.level for s in passed if s.kind == "escalation"), default=0)
-        upcoming = next((s for s in steps if s.at > now), None)
-        late += due < today
-        announced_at = datetime.combine(start, datetime.min.time(), tzinfo=LOCAL_TZ).replace(hour=10)
-        # the bodies its escalations went to (sweep.py): the unit's head, its supervisor, the lead, the People's Committee
-        bodies = (code[unit_id], code[parent_of[unit_id]], code[2], code[1])
-        rows = _chain(case_id, unit_id, code[unit_id], bodies, per_case + (1 if case_id <= extra else 0), announced_at)
-        history.extend(rows)
-        opened_at, head = rows[0][2], rows[-1][10]  # the chain's head: the last row's hash
-        cases.append((case_id, unit_id, WORKFLOW, 1, "announced", 1 + len(LIFECYCLE), data, None, opened_at, announced_at,
-                      None, head, len(rows)))
-        timers.append(
-            (case_id, case_id, "notice_due", "state", "announced", None, start, due, deadline_instant(due), "pending", level,
-             upcoming.index if upcoming else len(steps), upcoming.at if upcoming else None, announced_at, None)
-        )
-    loader.insert("cases", CASE_COLUMNS, cases)
-    loader.insert("timers", TIMER_COLUMNS, timers)
-    count_history = loader.insert("history", (*HISTORY_COLUMNS, "key_id", "form"), history)
+    late = count_cases = count_history = 0
+    # a batch of cases at a time, so the country's 5,000,000 rows never sit in memory at once
+    for first in range(0, len(case_units), CASE_BATCH):
+        cases: list[tuple[Any, ...]] = []
+        timers: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        for case_id, unit_id in enumerate(case_units[first : first + CASE_BATCH], start=first + 1):
+            start = today - timedelta(days=rng.randint(1, 60))
+            due = rt.calendar.due_date(start, spec.length, spec.unit)
+            steps = plan_steps(spec, ladder, start, due, rt.calendar)
+            passed = [s for s in steps if s.at <= now]
+            level = max((s.level for s in passed if s.kind == "escalation"), default=0)
+            upcoming = next((s for s in steps if s.at > now), None)
+            late += due < today
+            announced_at = datetime.combine(start, datetime.min.time(), tzinfo=LOCAL_TZ).replace(hour=10)
+            # the bodies its escalations went to (sweep.py): the unit's head, its supervisor, the lead, the People's Committee
+            bodies = (code[unit_id], code[parent_of[unit_id]], code[2], code[1])
+            rows = _chain(case_id, unit_id, code[unit_id], bodies, per_case + (1 if case_id <= extra else 0), announced_at)
+            history.extend(rows)
+            opened_at, head = rows[0][2], rows[-1][10]  # the chain's head: the last row's hash
+            cases.append((case_id, unit_id, WORKFLOW, 1, "announced", 1 + len(LIFECYCLE), data, None, opened_at, announced_at,
+                          None, head, len(rows)))
+            timers.append(
+                (case_id, case_id, "notice_due", "state", "announced", None, start, due, deadline_instant(due), "pending", level,
+                 upcoming.index if upcoming else len(steps), upcoming.at if upcoming else None, announced_at, None)
+            )
+        count_cases += loader.insert("cases", CASE_COLUMNS, cases)
+        loader.insert("timers", TIMER_COLUMNS, timers)
+        count_history += loader.insert("history", (*HISTORY_COLUMNS, "key_id", "form"), history)
     loader.reset_sequences(["units", "unit_versions", "unit_parents", "cases", "timers", "history"])
     loader.analyze()
     # the page asked for: a case of the supervisor's first school
-    return World(count_units, len(cases), count_history, late, supervisor_unit, 2, case_units.index(first_school) + 1,
+    return World(count_units, count_cases, count_history, late, supervisor_unit, 2, case_units.index(first_school) + 1,
                  f"Trường THCS số {first_school}")
 
 

@@ -255,14 +255,14 @@ def _app(ctx: click.Context) -> App:
     return app
 
 
-def _initialise(app: App) -> None:
+def _initialise(app: App, *, from_file: bool = False) -> None:
     from . import bootstrap
     from .config import ensure_instance
 
     app.settings = ensure_instance(app.settings)
     bootstrap.upgrade(app.create_db())
     _register_history_keys(app)
-    _apply_calendar_file(app)
+    _apply_calendar_file(app, from_file=from_file)
 
 
 def _register_history_keys(app: App) -> None:
@@ -273,11 +273,13 @@ def _register_history_keys(app: App) -> None:
         register_keys(session, app.rt.keyring, app.now_clock().now())
 
 
-def _apply_calendar_file(app: App) -> None:
-    """``init``: store the calendar file on a new database; apply it if it differs from the stored calendar.
+def _apply_calendar_file(app: App, *, from_file: bool) -> None:
+    """``init``: seed the stored calendar from the calendar file on a new database; else apply it only ``from_file``.
 
-    Only ``init`` and ``calendar replan`` apply a calendar: a scheduler or web process whose calendar
-    differs from the stored one refuses to plan and fire deadlines instead (docs/operations.md).
+    After the first ``init`` the stored days are the source (an administrator edits them on
+    /admin/calendar): a calendar file that differs is applied only when asked for, or ``init`` would
+    undo those edits. A scheduler or web process whose calendar differs from the stored one refuses to
+    plan and fire deadlines instead (docs/operations.md, "Changing the calendar").
     """
     from .engine import calendar_store
     from .engine.permissions import SYSTEM
@@ -285,13 +287,35 @@ def _apply_calendar_file(app: App) -> None:
     db = app.create_db()
     with db.write() as session:
         seeded = calendar_store.seed(session, app.rt.calendar, app.rt.history_key, SYSTEM, app.now_clock().now())
-        current = calendar_store.stored(session).refusal(app.rt.calendar, planning=False) is None
-    if not seeded and not current:
-        click.echo(f"the calendar file {app.settings.calendar_file} differs from the stored calendar: applying it")
-        _replan(app, db, SYSTEM, verbose=False)
+    if seeded:
+        return
+    on_stored = _stored_runtime(app, db)
+    target = app.rt if from_file else on_stored
+    with db.read() as session:
+        current = calendar_store.stored(session).refusal(target.calendar, planning=False) is None
+    if not current:  # the file asked for, or the stored days on another holidays version (an upgrade), or a replan cut short
+        click.echo(f"applying the calendar file {app.settings.calendar_file}" if from_file else "re-planning on the stored calendar")
+        _replan(app, db, SYSTEM, verbose=False, rt=target)
+    if not from_file and app.rt.calendar.fingerprint() != on_stored.calendar.fingerprint():
+        click.echo(
+            f"the calendar file {app.settings.calendar_file} differs from the stored calendar, which is kept: "
+            "apply the file with `qmsflow calendar replan --from-file`"
+        )
 
 
-def _replan(app: App, db: Database, actor: Actor, *, verbose: bool) -> None:
+def _stored_runtime(app: App, db: Database) -> Runtime:
+    """The runtime on the stored calendar's days (the source after the first ``init``)."""
+    from dataclasses import replace
+
+    from .engine import calendar_store
+    from .engine.calendar import WorkingCalendar
+
+    with db.read() as session:
+        overrides = calendar_store.load_overrides(session)
+    return replace(app.rt, calendar=WorkingCalendar(overrides))
+
+
+def _replan(app: App, db: Database, actor: Actor, *, verbose: bool, rt: Runtime | None = None) -> None:
     from .engine.replanning import MovedDeadline, replan_calendar
 
     def progress(moved: list[MovedDeadline]) -> None:
@@ -299,7 +323,7 @@ def _replan(app: App, db: Database, actor: Actor, *, verbose: bool) -> None:
             click.echo(f"timer {m.timer_id} ({m.name}, case #{m.case_id}): {m.old_due} -> {m.new_due}")
 
     report = replan_calendar(
-        db, app.rt, actor=actor, batch_size=app.settings.scheduler.replan_batch_size, on_batch=progress
+        db, rt or app.rt, actor=actor, batch_size=app.settings.scheduler.replan_batch_size, on_batch=progress
     )
     click.echo(f"{len(report.moved)} pending deadlines re-planned in {report.batches} batches")
     if not report.applied:
@@ -317,11 +341,12 @@ def _warn_if_calendar_differs(app: App) -> None:
 
 
 @main.command()
+@click.option("--from-file", "from_file", is_flag=True, help="Apply the calendar file even if the stored calendar differs.")
 @click.pass_context
-def init(ctx: click.Context) -> None:
+def init(ctx: click.Context, from_file: bool) -> None:
     """Create or upgrade the database schema (safe to run again); generate missing secrets."""
     app = _app(ctx)
-    _initialise(app)
+    _initialise(app, from_file=from_file)
     click.echo(f"database ready: {app.create_db().safe_url}")
 
 
@@ -1073,12 +1098,13 @@ def calendar_show(ctx: click.Context, year: int) -> None:
 
 
 @calendar.command("replan")
+@click.option("--from-file", "from_file", is_flag=True, help="Apply the calendar file's days instead of the stored ones.")
 @click.pass_context
-def calendar_replan(ctx: click.Context) -> None:
-    """Apply the calendar file: store its days and re-plan pending timers, in batches (resumes if cut short)."""
+def calendar_replan(ctx: click.Context, from_file: bool) -> None:
+    """Re-plan pending timers on the stored calendar, in batches (resumes if cut short); --from-file applies the file."""
     app = _app(ctx)
     with engine_errors():
-        _replan(app, app.db, _operator(), verbose=True)
+        _replan(app, app.db, _operator(), verbose=True, rt=None if from_file else _stored_runtime(app, app.db))
 
 
 # ------------------------------------------------------------------------------- timers, scheduler

@@ -78,3 +78,17 @@ def test_only_rewrites_the_section_of_the_benchmarks_it_ran(tmp_path: Path) -> N
     assert text.count("<!-- bench:sweep -->") == 1
     assert text.index("<!-- bench:startup -->") < text.index("## Notes")  # a missing section is added
     assert "CPU: x" in text  # the machine of the full run stays
+
+
+def test_the_province_pages_smoke_run_times_the_dashboard_list_and_exports_and_explains_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # issue 16's pages over HTTP on a verified chain: a median and a p95 row each, targets on all but the whole-province exports
+    report = main(["--smoke", "--only", "province_pages", "--backend", "sqlite"])
+    rows = [row.benchmark for row in report.rows]
+    assert len(rows) == 14
+    assert all(row.check == "ok" and row.unit == "ms" for row in report.rows)
+    assert sum(row.target is not None for row in report.rows) == 10
+    assert "audit verify`: ok: 59 cases, 900 history rows" in report.sizes["province_pages (sqlite)"]
+    assert any("SEARCH" in note and "Access paths" in note for note in report.notes)  # EXPLAIN QUERY PLAN printed
+    assert "| province_pages: dashboard, today, p95" in capsys.readouterr().out

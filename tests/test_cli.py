@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -119,9 +120,9 @@ def test_tick_reports_what_fired_as_json_and_a_dry_run_fires_nothing(run) -> Non
     assert run("tick", "--now", "2026-11-28T08:00:00").exit_code == 2  # an instant without offset is refused
 
 
-def test_a_changed_calendar_file_is_applied_by_calendar_replan_not_by_a_scheduler(db: Database, tmp_path: Path) -> None:
+def test_a_changed_calendar_file_is_applied_by_calendar_replan_from_file_not_by_a_scheduler_or_init(db: Database, tmp_path: Path) -> None:
     # A scheduler used to re-plan to its own calendar file on start: two processes on two files moved
-    # the same deadlines back and forth. Now only an explicit `calendar replan` (or `init`) applies one.
+    # the same deadlines back and forth. Now only an explicit `calendar replan --from-file` (or `init --from-file`) applies one.
     calendar = tmp_path / "calendar.yaml"
     calendar.write_text("2026:\n  working_days: ['2026-08-22']\n")
     env = {
@@ -134,6 +135,7 @@ def test_a_changed_calendar_file_is_applied_by_calendar_replan_not_by_a_schedule
     def run(*args: str) -> Result:
         return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
+    assert run("init", "--from-file").exit_code == 0  # the test database holds the shipped calendar: this file replaces it
     assert run("demo", "--as-of", "2026-11-23").exit_code == 0
     before = run("timers", "list").output
     assert "report_due               due 2026-12-15" in before
@@ -145,11 +147,55 @@ def test_a_changed_calendar_file_is_applied_by_calendar_replan_not_by_a_schedule
     assert run("timers", "list").output == before  # nothing moved
     refused = run("tick", "--now", "2026-12-20T08:00:00+07:00")
     assert refused.exit_code == 13 and "is not the stored one" in refused.output, refused.output
-    replanned = run("calendar", "replan")
+    # the stored days are the source: init and a plain replan keep them; only --from-file applies the file
+    kept = run("init")
+    assert kept.exit_code == 0 and "which is kept" in kept.output and "calendar replan --from-file" in kept.output, kept.output
+    assert run("timers", "list").output == before
+    assert "0 pending deadlines re-planned" in run("calendar", "replan").output
+    replanned = run("calendar", "replan", "--from-file")
     assert replanned.exit_code == 0, replanned.output
     assert "2026-12-15 -> 2026-12-16" in replanned.output and "pending deadlines re-planned" in replanned.output
     assert "report_due               due 2026-12-16" in run("timers", "list").output
     assert run("tick", "--now", "2026-11-28T08:00:00+07:00").exit_code == 0
+    assert run("audit", "verify").exit_code == 0
+
+
+def test_a_day_off_added_through_the_engine_survives_init(db: Database, tmp_path: Path) -> None:
+    # `qmsflow init` applied the calendar file whenever it differed from the stored days, so it undid a
+    # day off an administrator had added on /admin/calendar; the stored days are now the source
+    from qmsflow.engine import FixedClock
+    from qmsflow.engine.calendar import WorkingCalendar
+    from qmsflow.engine.calendar_admin import OverrideChange, apply
+    from qmsflow.engine.calendar_store import load_overrides, stored
+    from qmsflow.engine.permissions import CONSOLE
+    from qmsflow.engine.registry import Registry
+    from qmsflow.engine.runtime import Runtime
+    from qmsflow.workflows import DIRECTORY
+    from tests.conftest import local
+
+    env = {
+        "QMSFLOW_INSTANCE_PATH": str(tmp_path / "instance"),
+        "QMSFLOW_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
+        "QMSFLOW_HISTORY_KEY": "cli-test-key",
+    }
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    assert run("demo", "--as-of", "2026-11-23").exit_code == 0
+    assert "report_due               due 2026-12-15" in run("timers", "list").output
+    with db.read() as session:
+        rt = Runtime(Registry.from_directory(DIRECTORY), WorkingCalendar(load_overrides(session)), FixedClock(local(date(2026, 11, 23))),
+                     b"cli-test-key")
+        fingerprint = stored(session).fingerprint
+    apply(db, rt, CONSOLE, OverrideChange("add", date(2026, 12, 15), name="ngày nghỉ của tỉnh"), expected_fingerprint=fingerprint)
+    assert "report_due               due 2026-12-16" in run("timers", "list").output
+    again = run("init")
+    assert again.exit_code == 0 and "which is kept" in again.output, again.output
+    with db.read() as session:
+        assert date(2026, 12, 15) in load_overrides(session).days_off
+        assert stored(session).fingerprint == rt.calendar.fingerprint()
+    assert "report_due               due 2026-12-16" in run("timers", "list").output
     assert run("audit", "verify").exit_code == 0
 
 

@@ -4,7 +4,8 @@ The overrides (extra days off, make-up working days) are rows of ``calendar_days
 the fingerprint of the calendar the pending timers are planned on (those rows and the ``holidays``
 version, ``calendar.calendar_fingerprint``), that ``holidays`` version, and, while a replan is under
 way, the fingerprint it applies. The calendar file is an import format: ``qmsflow init`` seeds the
-rows from it, ``qmsflow calendar replan`` applies it (qmsflow/engine/replanning.py).
+rows from it on an empty table, and only ``--from-file`` (of ``init`` or ``qmsflow calendar replan``)
+applies it afterwards (qmsflow/engine/replanning.py); otherwise the stored rows are the source.
 
 A process plans and fires deadlines only on the stored calendar. One whose calendar differs (another
 calendar file, another ``holidays`` version, a calendar applied since it started) is refused with

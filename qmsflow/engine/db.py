@@ -91,8 +91,13 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, echo: bool = Fa
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
     # A server that does not answer is reported after 10 s instead of hanging the command.
+    # JIT off: the province's status query (qmsflow/engine/province.py) is one big expression with a
+    # hundred correlated subqueries, whose estimated cost passes jit_above_cost; compiling it took 7 s of
+    # a 7.2 s dashboard at 5,000 units, and no qmsflow statement runs long enough to win it back
+    # (bench/province_pages.py, bench/RESULTS.md).
     return create_engine(
-        url, echo=echo, pool_pre_ping=True, connect_args={"application_name": application_name, "connect_timeout": 10}
+        url, echo=echo, pool_pre_ping=True,
+        connect_args={"application_name": application_name, "connect_timeout": 10, "options": "-c jit=off"},
     )
 
 

@@ -290,14 +290,15 @@ class CalendarMismatch(QmsflowError):
                 f"the working calendar is being re-planned (to {self.replanning}): deadlines are planned and fired "
                 "again once `qmsflow calendar replan` has finished (run it again if it was stopped)"
             )
-        why = (
-            f"holidays package {self.process_holidays}, the stored calendar was applied with {self.stored_holidays}"
-            if self.process_holidays != self.stored_holidays
-            else "its calendar file's days differ from the stored days"
-        )
+        if self.process_holidays != self.stored_holidays:
+            why = f"holidays package {self.process_holidays}, the stored calendar was applied with {self.stored_holidays}"
+            fix = "re-plan the stored days on this holidays version with `qmsflow calendar replan`"
+        else:
+            why = "its calendar file's days differ from the stored days"
+            fix = "apply the file with `qmsflow calendar replan --from-file` (the stored days are the source otherwise)"
         return (
             f"this process's working calendar ({self.process}) is not the stored one ({self.stored}): {why}; "
-            "apply it with `qmsflow calendar replan`, or restart this process with the stored calendar"
+            f"{fix}, or restart this process with the stored calendar"
         )
 
 

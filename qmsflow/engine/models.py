@@ -386,7 +386,8 @@ class HistoryEntry(Base):
     """One append-only, HMAC-chained record of something that happened to a case."""
 
     __tablename__ = "history"
-    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+    # (event, at): the announcements of a period, for the province's "announced by month" (0017)
+    __table_args__ = (UniqueConstraint("case_id", "seq"), Index("ix_history_event_at", "event", "at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))

@@ -21,7 +21,11 @@ figure carries the filter whose list it counts, so the two cannot disagree.
 
 Access path: per unit, the correlated subqueries walk ``cases.ix_cases_unit_id``, the history's
 unique ``(case_id, seq)`` index backwards, ``timers.ix_timers_case_status`` and ``timer_firings``'
-unique ``(timer_id, step)``; no derived table is kept, so every day of the past reads alike.
+unique ``(timer_id, step)``; no derived table is kept, so every day of the past reads alike. The
+dashboard's totals read the status from a ``MATERIALIZED`` CTE (each unit's subqueries run once, not
+once per figure that reads them) and its announcements by month walk ``ix_history_event_at``
+(migration 0017). On PostgreSQL the engine turns JIT off (qmsflow/engine/db.py): compiling this
+statement cost more than running it. bench/province_pages.py prints the plans.
 """
 
 from __future__ import annotations
@@ -463,17 +467,23 @@ def province_summary(session: Session, rt: Runtime, actor: Actor, *, as_of: date
     def fig(key: str, count: int, **params: Any) -> Figure:
         return Figure(key, int(count or 0), {**base, **{k: str(v) for k, v in params.items()}})
 
-    def flag_sum(f: UnitFilter) -> Any:
-        return func.sum(case((and_(literal(True), *conditions(ctx, f)), 1), else_=0))
-
     levels = sorted(r for r in TARGET_RANK.values() if r >= ESCALATED_RANK)
     horizons = [7, 14, 30]
+    # The totals read each unit's late, rank and flags several times over; a MATERIALIZED CTE computes
+    # the status once per unit, where an inlined subquery ran its correlated subqueries once per
+    # reference (430 of 720 ms at 5,000 units on SQLite: bench/province_pages.py). The other statements
+    # read one or two cheap columns, which the planners prune from the inlined subquery.
+    once = _Context(on, ctx.until, status_select(rt, actor, on).cte("unit_status").prefix_with("MATERIALIZED"))
+
+    def flag_sum(f: UnitFilter) -> Any:
+        return func.sum(case((and_(literal(True), *conditions(once, f)), 1), else_=0))
+
     totals = session.execute(
         select(
             func.count(), flag_sum(UnitFilter(ever_announced=True)), flag_sum(UnitFilter(late=True)),
             flag_sum(UnitFilter(open_ca=True)), *(flag_sum(UnitFilter(level=n)) for n in levels),
             *(flag_sum(UnitFilter(due_within=n)) for n in horizons),
-        ).select_from(s)
+        ).select_from(once.status)
     ).one()
     count, announced, late, open_ca = totals[:4]
     level_counts = totals[4 : 4 + len(levels)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -32,6 +33,9 @@ from .provincetext import kind_label, stage_label
 
 bp = Blueprint("units", __name__)
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+XLSX_WIDTHS = (14, 45, 22, 35, 24, 10, 12, 14, 14, 14)
+XLSX_IN_MEMORY = 1024 * 1024
+XLSX_CHUNK = 64 * 1024
 
 
 def safe_cell(value: object) -> object:
@@ -130,24 +134,34 @@ def export_xlsx() -> Any:
     rt, actor = services().rt, current_user().actor
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(_("Đơn vị"))
-    for letter, width in zip("ABCDEFGHIJ", (14, 45, 22, 35, 24, 10, 12, 14, 14, 14), strict=True):
+    for letter, width in zip("ABCDEFGHIJ", XLSX_WIDTHS, strict=True):
         sheet.column_dimensions[letter].width = width
     sheet.append(_header())
     with services().db.read() as session:
         for row in iter_units(session, rt, actor, f):
             sheet.append([safe_cell(v) for v in _values(row, _as_of(f))])
-    # openpyxl's write-only workbook spools rows to a temporary file; the zip is read out in chunks.
-    out = io.BytesIO()
-    workbook.save(out)
+    # The write-only sheet spools its rows to a temporary file as they come; the zip is written to a
+    # spooled file too (in memory up to XLSX_IN_MEMORY, on disk beyond), so a country-sized export
+    # never sits in memory whole, and it is sent a chunk at a time, the file closed (removed) at the end.
+    out = tempfile.SpooledTemporaryFile(max_size=XLSX_IN_MEMORY)  # noqa: SIM115 - closed by chunks()
+    try:
+        workbook.save(out)
+    except BaseException:
+        out.close()
+        raise
+    size = out.tell()
     out.seek(0)
 
     def chunks() -> Iterator[bytes]:
-        while block := out.read(64 * 1024):
-            yield block
+        try:
+            while block := out.read(XLSX_CHUNK):
+                yield block
+        finally:
+            out.close()
 
     return Response(
         chunks(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": "attachment; filename=units.xlsx"},
+        headers={"Content-Disposition": "attachment; filename=units.xlsx", "Content-Length": str(size)},
     )
 
 

@@ -113,3 +113,33 @@ def test_bad_filters_are_refused_by_name(params: dict[str, str]) -> None:
     with pytest.raises(ValidationFailed) as caught:
         UnitFilter.parse(params)
     assert [p.field for p in caught.value.problems] == list(params)
+
+
+def test_the_dashboard_reads_the_status_once_for_its_totals_and_announcements_through_their_index(
+    db: Database, rt: Runtime, province: Province, history: dict[str, int]
+) -> None:
+    # bench/province_pages.py at 5,000 units: the totals ran every correlated subquery once per reference
+    # (and PostgreSQL spent 7 s compiling them with JIT); the announcements walked every history row
+    from sqlalchemy import event, text
+
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with db.read() as session:
+            province_summary(session, rt, province.actors["lead"], as_of=THIRD)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert len(statements) == 6
+    assert "unit_status AS MATERIALIZED" in statements[0]
+    with db.engine.connect() as conn:
+        if db.engine.dialect.name == "sqlite":
+            plan = " ".join(r[3] for r in conn.execute(text(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM history WHERE event = 'announce' AND at >= '2026-01-01' AND at < '2027-01-01'"
+            )))
+            assert "ix_history_event_at" in plan
+        else:
+            assert conn.execute(text("SHOW jit")).scalar() == "off"

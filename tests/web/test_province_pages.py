@@ -8,7 +8,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 from flask.testing import FlaskClient
@@ -104,3 +104,28 @@ def test_the_charts_speak_the_readers_language(signed_in: Callable[[str], FlaskC
     charts = [json.loads(html.unescape(raw)) for raw in re.findall(r"data-qf-chart='([^']*)'", page)]
     assert charts[0]["title"] == "Units by stage" and "Chart: Units by stage" in page
     assert "Planned" in charts[0]["labels"] and "Trong kế hoạch" not in page
+
+
+def test_the_xlsx_export_streams_a_header_widths_dates_and_neutralised_formulas(
+    signed_in: Callable[[str], FlaskClient], hostile: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the workbook was built in a BytesIO and sent whole; it is now spooled to a file and sent in chunks
+    from qmsflow.web import units
+
+    monkeypatch.setattr(units, "XLSX_CHUNK", 1024)
+    response = signed_in("lead").get("/units/export.xlsx?kind=lower_secondary_school&as_of=2026-05-31", buffered=False)
+    assert response.status_code == 200 and response.is_streamed
+    blocks = list(response.iter_encoded())
+    response.close()
+    raw = b"".join(blocks)
+    assert len(blocks) > 1 and all(len(b) <= 1024 for b in blocks) and int(response.headers["Content-Length"]) == len(raw)
+    book = load_workbook(io.BytesIO(raw))
+    sheet = book.active
+    assert sheet is not None
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:2] == ("Mã", "Tên đơn vị") and len(rows) == 7
+    assert sheet.column_dimensions["B"].width == units.XLSX_WIDTHS[1]
+    assert {r[9] for r in rows[1:]} == {datetime(2026, 5, 31)}  # the as-of day, a date cell
+    names = {r[1] for r in rows[1:]}
+    assert {"'=HYPERLINK(\"http://x\")", "'+1+1", "'-2+3", "'@SUM(A1)", "Trường THCS Long Xuyên"} <= names
+    assert not any(isinstance(r[1], str) and r[1].startswith(("=", "+", "-", "@")) for r in rows[1:])
