@@ -1168,7 +1168,8 @@ def _service(app: App, **kwargs: Any) -> SchedulerService:
         db=app.db, rt=app.rt, mail=_mail_settings(app.settings), mailer=_mailer(app.settings),
         interval_seconds=s.sweep_interval_seconds, batch_size=s.batch_size, digest_time=s.digest_time,
         route_batches_per_cycle=s.route_batches_per_cycle,
-        evidence=bootstrap.evidence_store(app.settings), **kwargs,
+        evidence=bootstrap.evidence_store(app.settings),
+        webhooks=app.settings.webhooks if app.settings.webhooks.enabled else None, **kwargs,
     )
 
 

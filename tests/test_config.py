@@ -109,3 +109,31 @@ def test_routing_per_wake_up_is_bounded_by_default_and_overridable(tmp_path: Pat
     assert load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)}).scheduler.route_batches_per_cycle == 10
     settings = load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path), "QMSFLOW_SCHEDULER_ROUTE_BATCHES_PER_CYCLE": "3"})
     assert settings.scheduler.route_batches_per_cycle == 3
+
+
+# ------------------------------------------------------------------------------------ webhooks
+
+
+def test_webhook_settings_come_from_the_webhooks_section_and_its_variables(tmp_path: Path) -> None:
+    (tmp_path / "qmsflow.toml").write_text('[webhooks]\nallowed_hosts = ["hooks.angiang.gov.vn"]\ntimeout_seconds = 4\n')
+    settings = load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path)}).webhooks
+    assert (settings.enabled, settings.allowed_hosts, settings.timeout_seconds) == (True, ("hooks.angiang.gov.vn",), 4)
+    env = {"QMSFLOW_INSTANCE_PATH": str(tmp_path), "QMSFLOW_WEBHOOKS_ALLOWED_HOSTS": "a.gov.vn, .b.gov.vn",
+           "QMSFLOW_WEBHOOKS_ENABLED": "off", "QMSFLOW_WEBHOOKS_TIMEOUT_SECONDS": "2.5"}
+    settings = load_settings(env).webhooks
+    assert (settings.enabled, settings.allowed_hosts, settings.timeout_seconds) == (False, ("a.gov.vn", ".b.gov.vn"), 2.5)
+    assert settings.allows("x.b.gov.vn") and not settings.allows("c.gov.vn")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"QMSFLOW_WEBHOOKS_BATCH_SIZE": "0"}, "QMSFLOW_WEBHOOKS_BATCH_SIZE"),
+        ({"QMSFLOW_WEBHOOKS_TIMEOUT_SECONDS": "soon"}, "QMSFLOW_WEBHOOKS_TIMEOUT_SECONDS"),
+        ({"QMSFLOW_WEBHOOKS_ALLOWED_HOSTS": "https://a.gov.vn/hooks"}, "QMSFLOW_WEBHOOKS_ALLOWED_HOSTS"),
+        ({"QMSFLOW_WEBHOOKS_RETRY_MAX_SECONDS": "5"}, "QMSFLOW_WEBHOOKS_RETRY_MAX_SECONDS"),
+    ],
+)
+def test_a_bad_webhook_setting_is_refused_with_its_name(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings({"QMSFLOW_INSTANCE_PATH": str(tmp_path), **env})

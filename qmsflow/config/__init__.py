@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -13,6 +15,7 @@ from typing import Any
 from ..engine.calendar import CalendarOverrides
 from ..engine.errors import ConfigurationError
 from ..engine.keys import HistoryKey, Keyring, format_retired_keys, parse_retired_keys
+from ..engine.webhooks import WebhookSettings
 
 CONFIG_DIR = Path(__file__).parent
 CACHE_DIR = "cache"  # in the instance folder: parsed workflow definitions, safe to delete
@@ -111,6 +114,7 @@ class Settings:
     history: HistorySettings = field(default_factory=HistorySettings)
     web: WebSettings = field(default_factory=WebSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     def keyring(self) -> Keyring:
         """Return the history keyring; raise ConfigurationError naming the setting that is wrong."""
@@ -146,6 +150,13 @@ class Settings:
 
 
 def _coerce(value: str, like: Any, name: str) -> Any:
+    if isinstance(like, list):  # QMSFLOW_WEBHOOKS_ALLOWED_HOSTS="a.gov.vn, .example.vn"
+        return [part for part in re.split(r"[\s,]+", value) if part]
+    if isinstance(like, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigurationError(f"{name}: expected a number, got {value!r}") from None
     if isinstance(like, bool):
         if value.lower() in {"1", "true", "yes", "on"}:
             return True
@@ -178,6 +189,7 @@ def load_settings(
     """Resolve settings: defaults, ``<instance>/qmsflow.toml``, ``QMSFLOW_*`` variables, ``overrides``."""
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = tomllib.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
+    defaults = copy.deepcopy(raw)
     instance = Path(environ.get("QMSFLOW_INSTANCE_PATH", (overrides or {}).get("instance_path", raw["instance_path"])))
     instance_file = instance / INSTANCE_FILE
     if instance_file.exists():
@@ -190,7 +202,9 @@ def load_settings(
             for sub, subvalue in value.items():
                 env_name = f"QMSFLOW_{key.upper()}_{sub.upper()}"
                 if env_name in environ:
-                    value[sub] = _coerce(environ[env_name], subvalue, env_name)
+                    # a float default stays a float when the instance file wrote a whole number
+                    like = float(subvalue) if isinstance(defaults[key][sub], float) and isinstance(subvalue, int) else subvalue
+                    value[sub] = _coerce(environ[env_name], like, env_name)
         else:
             env_name = f"QMSFLOW_{key.upper()}"
             if env_name in environ:
@@ -216,6 +230,7 @@ def load_settings(
         history=HistorySettings(**raw["history"]),
         web=WebSettings(**raw["web"]),
         api=ApiSettings(**raw["api"]),
+        webhooks=_webhook_settings(raw["webhooks"]),
     )
     if settings.api.rate_limit_per_minute < 0:
         raise ConfigurationError("QMSFLOW_API_RATE_LIMIT_PER_MINUTE ([api] rate_limit_per_minute) must be 0 (no limit) or more")
@@ -232,6 +247,24 @@ def load_settings(
     if settings.history_key:
         settings.keyring()  # a malformed keyring fails at start, naming the setting
     return settings
+
+
+def _webhook_settings(raw: Mapping[str, Any]) -> WebhookSettings:
+    """Build and check the ``[webhooks]`` settings; ConfigurationError naming the variable that is wrong."""
+    hosts = raw["allowed_hosts"]
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h and "/" not in h and ":" not in h for h in hosts):
+        raise ConfigurationError(
+            "QMSFLOW_WEBHOOKS_ALLOWED_HOSTS ([webhooks] allowed_hosts): give host names such as "
+            "hooks.angiang.gov.vn or .angiang.gov.vn (and its subdomains), without scheme or port"
+        )
+    numbers = {k: v for k, v in raw.items() if k not in ("enabled", "allowed_hosts")}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < (0 if name == "rotation_overlap_hours" else 1):
+            low = 0 if name == "rotation_overlap_hours" else 1
+            raise ConfigurationError(f"QMSFLOW_WEBHOOKS_{name.upper()} ([webhooks] {name}) must be a number, at least {low}")
+    if raw["retry_max_seconds"] < raw["retry_initial_seconds"]:
+        raise ConfigurationError("QMSFLOW_WEBHOOKS_RETRY_MAX_SECONDS ([webhooks] retry_max_seconds) must be at least retry_initial_seconds")
+    return WebhookSettings(enabled=bool(raw["enabled"]), allowed_hosts=tuple(h.lower() for h in hosts), **numbers)
 
 
 def _toml_string(value: str) -> str:
@@ -324,6 +357,7 @@ __all__ = [
     "SmtpSettings",
     "ApiSettings",
     "WebSettings",
+    "WebhookSettings",
     "ensure_instance",
     "load_settings",
     "write_keyring",

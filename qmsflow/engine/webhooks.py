@@ -58,6 +58,7 @@ USER_AGENT = "qmsflow-webhooks/1"
 class WebhookSettings:
     """The ``[webhooks]`` settings (qmsflow/config/defaults.toml)."""
 
+    enabled: bool = True  # False: no scheduler runs the dispatcher (events wait, undispatched)
     # Host names a subscription may post to; ".example.vn" also admits its subdomains. Empty: none.
     allowed_hosts: tuple[str, ...] = ()
     timeout_seconds: float = 10
